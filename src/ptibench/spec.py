@@ -1,0 +1,125 @@
+"""What a benchmark case is (CaseSpec) and what it produces (CaseResult).
+
+A spec is frozen and hashes to a stable key: the cache, the baselines and the reports all refer to
+cases through it. Everything that changes the numbers is in the spec; nothing else is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+STAGES = ("inversion", "finetune", "finetune-full")
+DEFAULT_WORLD = "tiny-world"
+DEFAULT_CONCEPT = "yellow-ring"
+DEFAULT_METHOD = "pti"
+
+Direction = Literal["higher", "lower"]
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How to read one metric: which way is better and which side of the trade-off it is on."""
+
+    name: str
+    direction: Direction
+    kind: Literal["reconstruction", "editability", "distance", "diagnostic"]
+    description: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    m.name: m
+    for m in (
+        MetricInfo("lpips", "lower", "reconstruction", "LPIPS, reconstruction samples vs concept images, mean over pairs"),
+        MetricInfo("clip_i", "higher", "reconstruction", "CLIP image cosine, reconstruction samples vs concept images"),
+        MetricInfo("denoise_loss", "lower", "reconstruction", "noise-prediction loss on concept images, fixed timesteps and noise"),
+        MetricInfo("appearance", "higher", "reconstruction", "oracle: share of reconstruction samples with the concept's shape and colour"),
+        MetricInfo("clip_t", "higher", "editability", "CLIP text cosine, edit samples vs edit prompt with the class noun"),
+        MetricInfo("edit_success", "higher", "editability", "oracle: share of edit samples showing what the edit prompt asks"),
+        MetricInfo("distance", "higher", "distance", "how far training moved from its start (embedding or weight delta norm)"),
+        MetricInfo("cosine_to_init", "lower", "diagnostic", "inversion: cosine of the learned embedding to its initializer"),
+        MetricInfo("final_loss", "lower", "diagnostic", "training loss, mean of the last 50 steps"),
+    )
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sampling settings of the metrics; part of the spec because they change the numbers."""
+
+    samples_per_prompt: int = 8
+    sample_steps: int = 20
+    guidance_scale: float = 4.0
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class CaseSpec:
+    """One benchmark case: train `stage` of `method` at `lr` for `steps`, then measure."""
+
+    stage: str
+    lr: float
+    world: str = DEFAULT_WORLD
+    concept: str = DEFAULT_CONCEPT
+    method: str = DEFAULT_METHOD
+    steps: int = 1000
+    seed: int = 0
+    batch_size: int = 4
+    pivot_lr: float | None = None
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    eval_every: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseSpec:
+        data = dict(data)
+        data["eval"] = EvalConfig(**data.get("eval", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def key(self) -> str:
+        """Stable 16-hex-digit hash of every field (floats by repr, so 1e-3 != 1.0001e-3)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=repr)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_(self, **changes: Any) -> CaseSpec:
+        return replace(self, **changes)
+
+    @property
+    def lr_id(self) -> str:
+        """The id the benchmark and the baselines use for this lr, e.g. 'lr=5e-03'."""
+        return f"lr={self.lr:.0e}" if float(f"{self.lr:.0e}") == self.lr else f"lr={self.lr:.3e}"
+
+
+@dataclass
+class CaseResult:
+    """Everything a case produced. `status` is 'ok' or 'diverged' (then `diverged_at` is set)."""
+
+    spec: CaseSpec
+    status: str
+    metrics: dict[str, float]
+    diverged_at: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_memory_mb: float | None = None
+    artifacts: dict[str, str] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    curves: list[dict[str, Any]] = field(default_factory=list)
+    from_cache: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["spec"] = self.spec.to_dict()
+        data["key"] = self.spec.key()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CaseResult:
+        data = dict(data)
+        data.pop("key", None)
+        data["spec"] = CaseSpec.from_dict(data["spec"])
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,152 @@
+"""Quality checks of the shipped world: does the pipeline follow prompts, does the CLIP see the
+attributes, does the LPIPS backbone grow with perturbation? Used by the tests and the manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import oracle
+from .dataset import render_set, to_model_range
+from .render import COLOURS, Attributes, describe, render, sample_attributes
+from .train import CLIP_MODEL_NAME, LPIPS_RESOLUTION, clip_normalise
+
+SAMPLE_STEPS = 20
+GUIDANCE = 4.0
+
+
+@dataclass(frozen=True)
+class PromptFollowing:
+    """Share of samples in which the oracle reads back what the prompt asked."""
+
+    prompts: int
+    background: float
+    colour: float
+    position: float
+    size: float
+    shape: float
+
+
+def load_pipeline(world: Path):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(world / "pipeline", torch_dtype=torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def held_out_prompts(n: int, seed: int = 123) -> list[Attributes]:
+    """n distinct full combinations never rendered for training."""
+    rng = np.random.default_rng(seed)
+    seen: dict[Attributes, None] = {}
+    while len(seen) < n:
+        seen[sample_attributes(rng, held_out=True)] = None
+    return list(seen)
+
+
+def measure_prompt_following(
+    pipe, n_prompts: int = 64, seed: int = 0, batch: int = 64
+) -> PromptFollowing:
+    combos = held_out_prompts(n_prompts)
+    prompts = [
+        describe(a.shape, size=a.size, colour=a.colour, background=a.background, position=a.position)
+        for a in combos
+    ]
+    images = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
+        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
+        out = pipe(
+            chunk,
+            num_inference_steps=SAMPLE_STEPS,
+            guidance_scale=GUIDANCE,
+            generator=generators,
+            output_type="np",
+        )
+        images.extend(out.images)
+    readings = [oracle.read(img) for img in images]
+    score = {
+        key: float(np.mean([getattr(r, key) == getattr(a, key) for r, a in zip(readings, combos)]))
+        for key in ("background", "colour", "position", "size", "shape")
+    }
+    return PromptFollowing(prompts=len(prompts), **score)
+
+
+def load_clip(world: Path):
+    import open_clip
+
+    folder = world / "clip"
+    open_clip.add_model_config(folder / f"{CLIP_MODEL_NAME}.json")
+    model = open_clip.create_model(CLIP_MODEL_NAME, pretrained=str(folder / "open_clip_model.pt"))
+    return model.eval(), open_clip.get_tokenizer(CLIP_MODEL_NAME)
+
+
+@torch.no_grad()
+def clip_zero_shot(model, tokenizer, n: int = 300, seed: int = 77) -> dict[str, float]:
+    """Zero-shot accuracy on held-out rendered images for background and object colour."""
+    data = render_set(n, seed, held_out=True)
+    image_f = F.normalize(model.encode_image(clip_normalise(data.pixels)), dim=-1)
+    colours = list(COLOURS)
+    queries = {
+        "background": [f"an object on a {c} background" for c in colours],
+        "colour": [f"a {c} object" for c in colours],
+    }
+    result = {}
+    for key, texts in queries.items():
+        text_f = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+        predicted = (image_f @ text_f.T).argmax(1)
+        truth = torch.tensor([colours.index(getattr(a, key)) for a in data.attributes])
+        result[key] = float((predicted == truth).float().mean())
+    captions = tokenizer(
+        [describe(a.shape, colour=a.colour, background=a.background) for a in data.attributes]
+    )
+    sims = image_f @ F.normalize(model.encode_text(captions), dim=-1).T
+    result["matching_cosine"] = float(sims.diag().mean())
+    off_diagonal = ~torch.eye(n, dtype=torch.bool)
+    result["mismatched_cosine"] = float(sims[off_diagonal].mean())
+    return result
+
+
+def load_lpips(world: Path):
+    import lpips
+    from safetensors.torch import load_file
+
+    metric = lpips.LPIPS(net="alex", lpips=False, pretrained=False, pnet_rand=True, verbose=False)
+    metric.net.load_state_dict(load_file(str(world / "lpips" / "alex_backbone.safetensors")))
+    return metric.eval()
+
+
+@torch.no_grad()
+def lpips_distance(metric, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """LPIPS between two [-1, 1] batches, compared at the backbone's training resolution."""
+    a = F.interpolate(a, size=LPIPS_RESOLUTION, mode="bilinear")
+    b = F.interpolate(b, size=LPIPS_RESOLUTION, mode="bilinear")
+    return metric(a, b).flatten()
+
+
+def perturbations(images: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
+    """Noise (std), blur (sigma in px) or shift (px) of a [-1, 1] batch; deterministic."""
+    if kind == "noise":
+        gen = torch.Generator().manual_seed(0)
+        return images + strength * torch.randn(images.shape, generator=gen)
+    if kind == "blur":
+        radius = 3
+        x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(x**2) / (2 * max(strength, 1e-3) ** 2))
+        kernel = kernel / kernel.sum()
+        c = images.shape[1]
+        padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+        out = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+        return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    if kind == "shift":
+        return torch.roll(images, shifts=int(strength), dims=3)
+    raise ValueError(f"unknown perturbation {kind!r}")
+
+
+def rendered(attrs_list: list[Attributes]) -> torch.Tensor:
+    return to_model_range(np.stack([render(a) for a in attrs_list]))
