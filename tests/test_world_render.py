@@ -85,7 +85,7 @@ def test_captions_name_what_they_keep():
 
 
 def test_tokenizer_ids_match_stable_diffusion(tmp_path):
-    """ids of Stable Diffusion's CLIP tokenizer for 'a photo of a cat' (bos, a, photo, of, a, cat, eos)."""
+    """Stable Diffusion's ids for "a photo of a cat": bos, a, photo, of, a, cat, eos."""
     tokenizer = build_tokenizer(tmp_path)
     ids = tokenizer("a photo of a cat").input_ids
     assert ids == [49406, 320, 1125, 539, 320, 2368, 49407]
@@ -96,4 +96,6 @@ def test_shapes_differ(shape):
     base = render(Attributes(shape, "red", "blue", "center", "large"))
     for other in SHAPES:
         if other != shape:
-            assert not np.array_equal(base, render(Attributes(other, "red", "blue", "center", "large")))
+            assert not np.array_equal(
+                base, render(Attributes(other, "red", "blue", "center", "large"))
+            )

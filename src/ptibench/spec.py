@@ -32,14 +32,54 @@ class MetricInfo:
 METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in (
-        MetricInfo("lpips", "lower", "reconstruction", "LPIPS, reconstruction samples vs concept images, mean over pairs"),
-        MetricInfo("clip_i", "higher", "reconstruction", "CLIP image cosine, reconstruction samples vs concept images"),
-        MetricInfo("denoise_loss", "lower", "reconstruction", "noise-prediction loss on concept images, fixed timesteps and noise"),
-        MetricInfo("appearance", "higher", "reconstruction", "oracle: share of reconstruction samples with the concept's shape and colour"),
-        MetricInfo("clip_t", "higher", "editability", "CLIP text cosine, edit samples vs edit prompt with the class noun"),
-        MetricInfo("edit_success", "higher", "editability", "oracle: share of edit samples showing what the edit prompt asks"),
-        MetricInfo("distance", "higher", "distance", "how far training moved from its start (embedding or weight delta norm)"),
-        MetricInfo("cosine_to_init", "lower", "diagnostic", "inversion: cosine of the learned embedding to its initializer"),
+        MetricInfo(
+            "lpips",
+            "lower",
+            "reconstruction",
+            "LPIPS, reconstruction samples vs concept images, mean over pairs",
+        ),
+        MetricInfo(
+            "clip_i",
+            "higher",
+            "reconstruction",
+            "CLIP image cosine, reconstruction samples vs concept images",
+        ),
+        MetricInfo(
+            "denoise_loss",
+            "lower",
+            "reconstruction",
+            "noise-prediction loss on concept images, fixed timesteps and noise",
+        ),
+        MetricInfo(
+            "appearance",
+            "higher",
+            "reconstruction",
+            "oracle: share of reconstruction samples with the concept's shape and colour",
+        ),
+        MetricInfo(
+            "clip_t",
+            "higher",
+            "editability",
+            "CLIP text cosine, edit samples vs edit prompt with the class noun",
+        ),
+        MetricInfo(
+            "edit_success",
+            "higher",
+            "editability",
+            "oracle: share of edit samples showing what the edit prompt asks",
+        ),
+        MetricInfo(
+            "distance",
+            "higher",
+            "distance",
+            "how far training moved from its start (embedding or weight delta norm)",
+        ),
+        MetricInfo(
+            "cosine_to_init",
+            "lower",
+            "diagnostic",
+            "inversion: cosine of the learned embedding to its initializer",
+        ),
         MetricInfo("final_loss", "lower", "diagnostic", "training loss, mean of the last 50 steps"),
     )
 }

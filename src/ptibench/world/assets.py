@@ -9,7 +9,7 @@ from ..errors import PtibenchError
 
 
 def fixtures_root() -> Path:
-    """The fixtures folder: $PTIBENCH_FIXTURES, else the nearest `fixtures/` above cwd or the package."""
+    """$PTIBENCH_FIXTURES, else the nearest `fixtures/` above the cwd or the package."""
     env = os.environ.get("PTIBENCH_FIXTURES")
     if env:
         return Path(env)

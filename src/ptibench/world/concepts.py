@@ -38,8 +38,18 @@ EDIT_PROMPTS = [
 ]
 
 CONCEPTS = {
-    "yellow-ring": {"shape": "ring", "colour": "yellow", "initializer": "ring", "class_noun": "ring"},
-    "green-star": {"shape": "star", "colour": "green", "initializer": "cross", "class_noun": "star"},
+    "yellow-ring": {
+        "shape": "ring",
+        "colour": "yellow",
+        "initializer": "ring",
+        "class_noun": "ring",
+    },
+    "green-star": {
+        "shape": "star",
+        "colour": "green",
+        "initializer": "cross",
+        "class_noun": "star",
+    },
 }
 
 

@@ -54,7 +54,9 @@ def measure_prompt_following(
 ) -> PromptFollowing:
     combos = held_out_prompts(n_prompts)
     prompts = [
-        describe(a.shape, size=a.size, colour=a.colour, background=a.background, position=a.position)
+        describe(
+            a.shape, size=a.size, colour=a.colour, background=a.background, position=a.position
+        )
         for a in combos
     ]
     images = []
@@ -71,7 +73,11 @@ def measure_prompt_following(
         images.extend(out.images)
     readings = [oracle.read(img) for img in images]
     score = {
-        key: float(np.mean([getattr(r, key) == getattr(a, key) for r, a in zip(readings, combos)]))
+        key: float(
+            np.mean(
+                [getattr(r, key) == getattr(a, key) for r, a in zip(readings, combos, strict=False)]
+            )
+        )
         for key in ("background", "colour", "position", "size", "shape")
     }
     return PromptFollowing(prompts=len(prompts), **score)

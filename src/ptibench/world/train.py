@@ -79,9 +79,7 @@ def train_vae(out: Path, config: TrainConfig) -> dict:
             group["lr"] = 2e-3 * _cosine_lr(step, config.vae_steps, floor=0.05)
         batch = data[torch.randint(0, len(data), (config.vae_batch,), generator=gen)]
         posterior = vae.encode(batch).latent_dist
-        latents = posterior.mean + posterior.std * torch.randn(
-            posterior.mean.shape, generator=gen
-        )
+        latents = posterior.mean + posterior.std * torch.randn(posterior.mean.shape, generator=gen)
         recon = vae.decode(latents).sample
         kl = posterior.kl().mean() / latents[0].numel()
         # L1 keeps small objects' edges and holes sharp where MSE alone blurs them.
@@ -126,7 +124,7 @@ class _CaptionTokens:
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
+        for e, p in zip(ema.parameters(), model.parameters(), strict=False):
             e.lerp_(p, 1 - decay)
 
 
@@ -264,7 +262,11 @@ def train_clip(out: Path, config: TrainConfig) -> dict:
     # fp16 storage halves the fixture; open_clip casts back to the model's fp32 on load.
     half = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     torch.save({"state_dict": half}, folder / "open_clip_model.pt")
-    record = {"steps": config.clip_steps, "seconds": round(time.time() - start, 1), "loss": float(loss)}
+    record = {
+        "steps": config.clip_steps,
+        "seconds": round(time.time() - start, 1),
+        "loss": float(loss),
+    }
     _merge_manifest(out, "clip", record)
     return record
 
@@ -319,7 +321,7 @@ def train_lpips_backbone(out: Path, config: TrainConfig) -> dict:
     opt = torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(config.seed + 22)
     start = time.time()
-    for step in tqdm(range(config.lpips_steps), desc="lpips", mininterval=10):
+    for _step in tqdm(range(config.lpips_steps), desc="lpips", mininterval=10):
         idx = torch.randint(0, len(data.pixels), (config.lpips_batch,), generator=gen)
         images = F.interpolate(data.pixels[idx], size=LPIPS_RESOLUTION, mode="bilinear")
         feats = backbone(metric.scaling_layer(images))[-1]
@@ -336,7 +338,11 @@ def train_lpips_backbone(out: Path, config: TrainConfig) -> dict:
         {k: v.half().contiguous() for k, v in backbone.state_dict().items()},
         str(folder / "alex_backbone.safetensors"),
     )
-    record = {"steps": config.lpips_steps, "seconds": round(time.time() - start, 1), "loss": float(loss)}
+    record = {
+        "steps": config.lpips_steps,
+        "seconds": round(time.time() - start, 1),
+        "loss": float(loss),
+    }
     _merge_manifest(out, "lpips", record)
     return record
 

@@ -1,0 +1,11 @@
+"""Load the ptibench plugin when ptibench is importable but not pip-installed (no pytest11 entry
+point), so `PYTHONPATH=src pytest benchmark/ --lr-grid` works from a plain checkout too.
+
+`pytest_plugins` is defined only then: pytest refuses it in a conftest found during collection
+(e.g. `pytest .`), and once installed the entry point loads the plugin anyway.
+"""
+
+from importlib import metadata
+
+if not any(ep.name == "ptibench" for ep in metadata.entry_points(group="pytest11")):
+    pytest_plugins = ["ptibench.plugin"]

@@ -1,0 +1,294 @@
+"""ptibench's perf suite: `pytest benchmark/perf` (no --lr-grid needed).
+
+Times on the tiny world: a stage-1 step, a stage-2 (LoRA) step, sampling, one full case, the
+reference textual-inversion loop side by side with ptibench's stage 1, and the batched lr grid
+side by side with K sequential runs; peak memory is the process's max RSS. Short runs (a few
+steps; PTIBENCH_PERF_STEPS overrides) whose per-step figures are extrapolated to the default
+1000 steps: the extrapolations are estimates and say so. Nothing here asserts a wall time.
+Ratios are measured in one process, the two sides alternating (A B A B), so machine noise
+hits both alike.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytest
+import torch
+from conftest import FIGURES, perf_steps, record
+from reference_loop import ReferenceLoop
+
+from ptibench.methods import get_method
+from ptibench.spec import CaseSpec, EvalConfig
+from ptibench.stages import StageContext
+from ptibench.stages.batched import train_batched
+
+DEFAULT_STEPS = 1000
+INVERSION_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the plugin's default preset
+FINETUNE_GRID = 6
+ROUNDS = 2
+
+
+def once(benchmark, fn):
+    """Run `fn` exactly once under pytest-benchmark (these are seconds-long, not micro)."""
+    return benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
+
+
+def spec_for(world, **changes) -> CaseSpec:
+    return CaseSpec(stage="inversion", lr=5e-3, world=world.name).with_(**changes)
+
+
+def timed(fn):
+    clock = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - clock, out
+
+
+def cpu_timed(fn):
+    """(wall s, process CPU s, result): with one torch thread the CPU time is what the step
+    costs on an idle core, whatever else the machine runs (used for the estimates)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - wall, time.process_time() - cpu, out
+
+
+def test_stage1_step(benchmark, perf_setup):
+    world, bundle, concept, _, data = perf_setup
+    steps = perf_steps(20)
+    spec = spec_for(world, steps=steps)
+    method = get_method("pti")
+    ctx = StageContext(spec, concept, bundle, data)
+    seconds, cpu, _ = cpu_timed(lambda: once(benchmark, lambda: method.train("inversion", ctx)))
+    record(
+        benchmark,
+        "stage1_step",
+        steps=steps,
+        s_per_step=round(seconds / steps, 4),
+        cpu_s_per_step=round(cpu / steps, 4),
+    )
+
+
+def test_stage2_step(benchmark, perf_setup):
+    world, bundle, concept, _, data = perf_setup
+    steps = perf_steps(20)
+    spec = spec_for(world, stage="finetune", lr=1e-4, steps=steps)
+    ctx = StageContext(spec, concept, bundle, data)
+    ctx.pivot = bundle.word_embedding(concept.initializer)
+    method = get_method("pti")
+    with torch.random.fork_rng(devices=[]):
+        seconds, cpu, _ = cpu_timed(lambda: once(benchmark, lambda: method.train("finetune", ctx)))
+    record(
+        benchmark,
+        "stage2_step",
+        steps=steps,
+        s_per_step=round(seconds / steps, 4),
+        cpu_s_per_step=round(cpu / steps, 4),
+    )
+
+
+def test_sampling(benchmark, perf_setup):
+    from ptibench.sampling import generate
+
+    _, bundle, concept, _, _ = perf_setup
+    config = EvalConfig()
+    templates = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    prompts = [concept.with_placeholder(t) for t in templates]
+    vector = bundle.word_embedding(concept.initializer)
+    with torch.no_grad():
+        embeds = bundle.encode(prompts, concept.placeholder, vector)
+    seconds, cpu, images = cpu_timed(
+        lambda: once(benchmark, lambda: generate(bundle, embeds, config))
+    )
+    count = images.shape[0] * images.shape[1]
+    record(
+        benchmark,
+        "sampling",
+        images=count,
+        sample_steps=config.sample_steps,
+        seconds=round(seconds, 2),
+        cpu_s=round(cpu, 2),
+        images_per_s=round(count / seconds, 2),
+        images_per_cpu_s=round(count / cpu, 2),
+    )
+
+
+def test_full_case(benchmark, perf_setup, tmp_path, monkeypatch):
+    """One inversion case at the default evaluation, few steps; the 1000-step case and its
+    evaluation share are extrapolated from the measured per-step time (an estimate). Training
+    and evaluation are also timed in process CPU seconds (robust to a busy machine)."""
+    from ptibench import runner
+    from ptibench.methods import PTI
+
+    cpu = {"train": 0.0, "eval": 0.0}
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            _, seconds, out = cpu_timed(lambda: fn(*args, **kwargs))
+            cpu[name] += seconds
+            return out
+
+        return wrapper
+
+    monkeypatch.setattr(runner, "evaluate", counting("eval", runner.evaluate))
+    monkeypatch.setattr(PTI, "train", counting("train", PTI.train))
+    world = perf_setup[0]
+    steps = perf_steps(20)
+    spec = spec_for(world, steps=steps)
+    result = once(benchmark, lambda: runner.run_case(spec, cache_dir=tmp_path, progress=False))
+    t = result.timings
+    train_full = t["train_s"] / steps * DEFAULT_STEPS
+    case_full = train_full + t["eval_s"]
+    cpu_train_full = cpu["train"] / steps * DEFAULT_STEPS
+    record(
+        benchmark,
+        "full_case",
+        steps=steps,
+        load_s=round(t["load_s"], 2),
+        train_s=round(t["train_s"], 2),
+        eval_s=round(t["eval_s"], 2),
+        total_s=round(t["total_s"], 2),
+        est_train_1000_s=round(train_full, 1),
+        est_case_1000_s=round(case_full, 1),
+        est_eval_share_1000=round(t["eval_s"] / case_full, 3),
+        cpu_train_s=round(cpu["train"], 2),
+        cpu_eval_s=round(cpu["eval"], 2),
+        est_cpu_case_1000_s=round(cpu_train_full + cpu["eval"], 1),
+        est_cpu_eval_share_1000=round(cpu["eval"] / (cpu_train_full + cpu["eval"]), 3),
+    )
+
+
+def test_reference_loop_vs_ptibench(benchmark, perf_setup):
+    """diffusers' textual-inversion loop vs ptibench's stage 1: same world, batch, data, noise,
+    timesteps, steps and lr; alternating runs; ratio of total times and the losses side by side."""
+    world, bundle, concept, pixels, data = perf_setup
+    steps = perf_steps(30)
+    spec = spec_for(world, steps=steps)
+    method = get_method("pti")
+    times: dict[str, list[float]] = {"ptibench": [], "reference": []}
+    outcome, reference = None, None
+
+    def both():
+        nonlocal outcome, reference
+        for _ in range(ROUNDS):
+            seconds, outcome = timed(
+                lambda: method.train("inversion", StageContext(spec, concept, bundle, data))
+            )
+            times["ptibench"].append(seconds)
+            reference = ReferenceLoop(bundle, concept, pixels, data, spec)
+            seconds, _ = timed(lambda loop=reference: loop.run(steps))
+            times["reference"].append(seconds)
+        # the same loop on the posterior mean (what ptibench trains on): the objectives agree
+        mean_run = ReferenceLoop(bundle, concept, pixels, data, spec, posterior="mean")
+        losses["mean"] = mean_run.run(steps)
+
+    losses: dict[str, list[float]] = {}
+    once(benchmark, both)
+    ratio = sum(times["reference"]) / sum(times["ptibench"])
+    window = min(50, steps)
+    ours = statistics.fmean(outcome.losses[-window:])
+    theirs = statistics.fmean(reference.losses[-window:])
+    record(
+        benchmark,
+        "reference_vs_ptibench",
+        steps=steps,
+        lr=spec.lr,
+        batch=spec.batch_size,
+        ptibench_s_per_step=round(sum(times["ptibench"]) / (ROUNDS * steps), 4),
+        reference_s_per_step=round(sum(times["reference"]) / (ROUNDS * steps), 4),
+        ratio_reference_over_ptibench=round(ratio, 2),
+        final_loss_ptibench=round(ours, 5),
+        final_loss_reference=round(theirs, 5),
+        first_loss_ptibench=round(outcome.losses[0], 5),
+        first_loss_reference=round(reference.losses[0], 5),
+        final_loss_reference_posterior_mean=round(statistics.fmean(losses["mean"][-window:]), 5),
+        first_loss_reference_posterior_mean=round(losses["mean"][0], 5),
+        vector_distance=round(float((reference.vector - outcome.vector).norm()), 5),
+    )
+    print(
+        f"\nreference / ptibench time = {ratio:.2f}x over {ROUNDS}x{steps} steps; "
+        f"final loss (mean of last {window}) ptibench {ours:.5f} vs reference {theirs:.5f}"
+    )
+    assert len(reference.losses) == len(outcome.losses) == steps
+
+
+def test_batched_grid_vs_sequential(benchmark, perf_setup):
+    """The default inversion grid (7 lrs): K sequential runs vs one batched run, alternating."""
+    world, bundle, concept, _, data = perf_setup
+    steps = perf_steps(10)
+    method = get_method("pti")
+    specs = [spec_for(world, lr=lr, steps=steps) for lr in INVERSION_GRID]
+    times: dict[str, list[float]] = {"sequential": [], "batched": []}
+    results = {}
+
+    def both():
+        for _ in range(ROUNDS):
+            seconds, results["sequential"] = timed(
+                lambda: [
+                    method.train("inversion", StageContext(s, concept, bundle, data)) for s in specs
+                ]
+            )
+            times["sequential"].append(seconds)
+            seconds, results["batched"] = timed(
+                lambda: train_batched(bundle, concept, data, specs, method)
+            )
+            times["batched"].append(seconds)
+
+    once(benchmark, both)
+    ratio = sum(times["sequential"]) / sum(times["batched"])
+    worst = max(
+        float((a.vector - b.vector).abs().max())
+        for a, b in zip(results["sequential"], results["batched"], strict=True)
+    )
+    record(
+        benchmark,
+        "batched_vs_sequential",
+        k=len(specs),
+        steps=steps,
+        sequential_s=round(sum(times["sequential"]) / ROUNDS, 2),
+        batched_s=round(sum(times["batched"]) / ROUNDS, 2),
+        speedup_sequential_over_batched=round(ratio, 2),
+        max_abs_vector_diff=f"{worst:.2e}",
+    )
+    print(f"\nbatched grid speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
+
+
+def test_zz_default_grid_estimate(benchmark):
+    """The full default grid (7 inversion + 6 LoRA lrs, 1000 steps, default eval) in one process,
+    estimated from the figures above (not run: say so when quoting it)."""
+    needed = ("stage1_step", "stage2_step", "full_case")
+    if any(name not in FIGURES for name in needed):
+        pytest.skip("needs the stage-1, stage-2 and full-case figures of this session")
+    s1 = FIGURES["stage1_step"]["s_per_step"]
+    s2 = FIGURES["stage2_step"]["s_per_step"]
+    evaluation = FIGURES["full_case"]["eval_s"]
+    speedup = FIGURES.get("batched_vs_sequential", {}).get("speedup_sequential_over_batched", 1.0)
+    k = len(INVERSION_GRID)
+    inversion_seq = k * (DEFAULT_STEPS * s1 + evaluation)
+    inversion_batched = k * DEFAULT_STEPS * s1 / max(speedup, 1.0) + k * evaluation
+    pivot = DEFAULT_STEPS * s1  # 5e-3 is not on the default grid: the pivot trains once more
+    finetune = pivot + FINETUNE_GRID * (DEFAULT_STEPS * s2 + evaluation)
+    cpu_estimate = {}
+    if "cpu_s_per_step" in FIGURES["stage1_step"] and "cpu_eval_s" in FIGURES["full_case"]:
+        c1 = FIGURES["stage1_step"]["cpu_s_per_step"]
+        c2 = FIGURES["stage2_step"]["cpu_s_per_step"]
+        ce = FIGURES["full_case"]["cpu_eval_s"]
+        inv = k * DEFAULT_STEPS * c1 / max(speedup, 1.0) + k * ce
+        ft = DEFAULT_STEPS * c1 + FINETUNE_GRID * (DEFAULT_STEPS * c2 + ce)
+        cpu_estimate = {
+            "cpu_inversion_min": round(inv / 60, 1),
+            "cpu_finetune_min": round(ft / 60, 1),
+            # two xdist workers, one thread each, the work split evenly: wall = CPU / 2
+            "est_wall_2_cores_min": round((inv + ft) / 2 / 60, 1),
+        }
+    once(benchmark, lambda: None)
+    record(
+        benchmark,
+        "default_grid_estimate",
+        inversion_sequential_min=round(inversion_seq / 60, 1),
+        inversion_batched_min=round(inversion_batched / 60, 1),
+        finetune_min=round(finetune / 60, 1),
+        total_min=round((min(inversion_seq, inversion_batched) + finetune) / 60, 1),
+        **cpu_estimate,
+        note="one process at the measured thread count; estimated, not run",
+    )

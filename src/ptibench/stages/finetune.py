@@ -1,0 +1,163 @@
+"""Stage 2, pivotal tuning: freeze the stage-1 embedding (the pivot) and tune the UNet around it,
+either a LoRA on its attention projections ("finetune") or every weight ("finetune-full").
+
+The pivot is the stage-1 embedding of the same world, concept, method, seed, batch and steps
+at `spec.pivot_lr` (DEFAULT_PIVOT_LR when unset). It is trained once per cache and shared by
+every stage-2 case: a file lock makes concurrent workers wait for the first one, and the file is
+written atomically, so none trains it twice or reads it half-written.
+
+The text embedding is frozen here, so the captions are encoded once, not per step.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..errors import PtibenchError
+from ..io import atomic_path, file_lock
+from ..spec import CaseSpec, EvalConfig
+from . import EXPLOSION_FACTOR, BatchStream, StageContext, TrainOutcome, diffusion_loss, is_finite
+
+DEFAULT_PIVOT_LR = 5e-3
+"""Stage-1 lr of the pivot when the spec gives none (until the plugin supplies the knee of the
+stored inversion baseline). See the README for how it was chosen on the tiny world."""
+
+
+def pivot_spec(spec: CaseSpec) -> CaseSpec:
+    """The stage-1 case whose embedding is the pivot; only training fields matter, so the
+    evaluation settings are normalised away and every stage-2 case of a grid shares one pivot."""
+    lr = spec.pivot_lr if spec.pivot_lr is not None else DEFAULT_PIVOT_LR
+    return spec.with_(stage="inversion", lr=lr, pivot_lr=None, eval=EvalConfig(), eval_every=None)
+
+
+def save_embedding(path: Path, placeholder: str, vector: torch.Tensor) -> None:
+    """learned_embeds.safetensors in the format pipe.load_textual_inversion reads."""
+    with atomic_path(path) as tmp:
+        save_file(
+            {placeholder: vector.detach().float().cpu().reshape(1, -1).contiguous()}, str(tmp)
+        )
+
+
+def load_embedding(path: Path) -> torch.Tensor:
+    tensors = load_file(str(path))
+    return next(iter(tensors.values())).reshape(-1)
+
+
+def get_pivot(ctx: StageContext, method, path: Path) -> tuple[torch.Tensor, bool]:
+    """The pivot embedding, trained now (and saved to `path`) unless already there.
+
+    Returns (vector, trained_here)."""
+    with file_lock(path.with_name(path.name + ".lock")):
+        if path.is_file():
+            return load_embedding(path).to(ctx.bundle.device), False
+        spec = pivot_spec(ctx.spec)
+        inner = StageContext(spec, ctx.concept, ctx.bundle, ctx.data, progress=ctx.progress)
+        outcome = method.train("inversion", inner)
+        if outcome.status != "ok":
+            raise PtibenchError(
+                f"the pivot (stage 1 at {spec.lr_id}) diverged at step {outcome.diverged_at}; "
+                "choose a lower pivot_lr"
+            )
+        save_embedding(path, ctx.concept.placeholder, outcome.vector)
+        return outcome.vector, True
+
+
+def lora_distance(unet) -> float:
+    """Sum over adapted layers of ||scale * B @ A||_F: how far the LoRA moved the weights."""
+    from peft.tuners.lora import LoraLayer
+
+    total = 0.0
+    with torch.no_grad():
+        for module in unet.modules():
+            if isinstance(module, LoraLayer):
+                for name, down in module.lora_A.items():
+                    up = module.lora_B[name]
+                    delta = up.weight.double().flatten(1) @ down.weight.double().flatten(1)
+                    total += float(delta.norm() * module.scaling[name])
+    return total
+
+
+def weight_distance(unet, base: dict[str, torch.Tensor]) -> float:
+    """||W - W0|| over all of the UNet's parameters (one global Frobenius norm)."""
+    total = 0.0
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            total += float((param.double() - base[name].double()).pow(2).sum())
+    return total**0.5
+
+
+def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
+    bundle, spec, data = ctx.bundle, ctx.spec, ctx.data
+    stage = "finetune-full" if full else "finetune"
+    if ctx.pivot is None:
+        raise ValueError("stage 2 needs ctx.pivot")
+    pivot = ctx.pivot.to(bundle.device)
+    with torch.no_grad():
+        hidden_all = bundle.encode_ids(data.ids, data.mask, pivot)
+    unet = copy.deepcopy(bundle.unet)
+    if full:
+        unet.requires_grad_(True)
+        base = {n: p.detach().clone() for n, p in unet.named_parameters()}
+    else:
+        torch.manual_seed(spec.seed)  # peft draws LoRA A from the global RNG (forked by runner)
+        unet.add_adapter(method.lora_config())
+        base = None
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    optimizer = method.optimizer(stage, params, spec.lr)
+    stream = BatchStream(
+        data, spec.batch_size, spec.seed, bundle.train_scheduler.config.num_train_timesteps
+    )
+    outcome = TrainOutcome(
+        status="ok", vector=pivot, initial=pivot, losses=[], unet=unet, lora=not full
+    )
+    scale = max(sum(float(p.detach().norm()) for p in bundle.unet.parameters()), 1e-6)
+    bar = tqdm(
+        range(1, spec.steps + 1),
+        desc=f"{stage} {spec.lr_id}",
+        disable=not ctx.progress,
+        mininterval=1.0,
+        leave=False,
+    )
+    for step in bar:
+        batch = stream.next()
+        latents = data.latents[batch.images]
+        hidden = hidden_all[batch.templates.to(hidden_all.device)]
+        loss = diffusion_loss(
+            bundle, unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
+        )
+        value = loss.detach().item()
+        extra = method.regulariser(stage)
+        total = loss if extra is None else loss + extra
+        if not is_finite(value) or not is_finite(total):
+            outcome.status, outcome.diverged_at = "diverged", step
+            break
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        optimizer.step()
+        outcome.losses.append(value)
+        if step % 25 == 0 or step == spec.steps:
+            with torch.no_grad():
+                moved = sum(float(p.detach().norm()) for p in params)
+            if not is_finite(moved) or moved > EXPLOSION_FACTOR * scale:
+                outcome.status, outcome.diverged_at = "diverged", step
+                break
+        if ctx.due(step):
+            unet.eval()
+            with torch.no_grad():
+                metrics = ctx.checkpoint(step, pivot, unet)
+            outcome.curves.append({"step": step, "loss": value, **metrics})
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{sum(outcome.losses[-50:]) / 50:.4f}", refresh=False)
+    bar.close()
+    unet.requires_grad_(False)
+    if outcome.status == "ok":
+        distance = weight_distance(unet, base) if full else lora_distance(unet)
+        outcome.metrics = {"distance": distance}
+    return outcome

@@ -1,0 +1,223 @@
+"""run_case end to end on a random-weight world of the tiny world's shape: caching, artifacts
+in ecosystem formats, divergence, methods, determinism across processes, the shared pivot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from ptibench.backends import load_bundle, write_random_world
+from ptibench.errors import PtibenchError
+from ptibench.methods import Method, available_methods, get_method, register_method
+from ptibench.runner import run_case, run_cases
+from ptibench.spec import METRICS, CaseSpec, EvalConfig
+from ptibench.world.assets import tiny_world_path
+
+QUICK = EvalConfig(samples_per_prompt=1, sample_steps=2)
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
+
+
+def quick(config, stage="inversion", **changes):
+    spec = CaseSpec(stage=stage, lr=1e-3, world=config.name, steps=6, eval=QUICK)
+    return spec.with_(**changes)
+
+
+def test_inversion_case_runs_and_caches(world, tmp_path):
+    spec = quick(world)
+    first = run_case(spec, cache_dir=tmp_path, progress=False)
+    assert first.status == "ok" and not first.from_cache
+    expected = {k for k in METRICS if k != "cosine_to_init"} | {"cosine_to_init"}
+    assert set(first.metrics) == expected
+    assert first.metrics["distance"] > 0 and first.metrics["cosine_to_init"] < 1
+    assert {"train_s", "eval_s", "total_s", "load_s"} <= set(first.timings)
+    assert first.peak_memory_mb and first.environment["seed"] == 0
+    assert set(first.environment["versions"]) >= {"torch", "diffusers", "peft", "open_clip_torch"}
+    second = run_case(spec, cache_dir=tmp_path, progress=False)
+    assert second.from_cache and second.metrics == first.metrics
+    assert Path(second.artifacts["samples"]).is_file()
+    staging = list((tmp_path / ".staging").glob("*"))
+    assert staging == []
+
+
+def test_zero_lr_moves_nothing(world, tmp_path):
+    inversion = run_case(quick(world, lr=0.0), cache_dir=tmp_path, progress=False)
+    assert inversion.metrics["distance"] == 0.0
+    assert inversion.metrics["cosine_to_init"] == pytest.approx(1.0)
+    lora = run_case(quick(world, "finetune", lr=0.0), cache_dir=tmp_path, progress=False)
+    assert lora.metrics["distance"] == 0.0
+
+
+def test_artifacts_load_into_the_pipeline_and_generate(world, tmp_path):
+    spec = quick(world, "finetune", steps=3)
+    result = run_case(spec, cache_dir=tmp_path / "cache", artifacts_dir=tmp_path / "out")
+    assert Path(result.artifacts["lora"]).parent == tmp_path / "out" / spec.key()
+    from diffusers import StableDiffusionPipeline
+
+    folders = [Path(world.pipeline)]
+    if (tiny_world_path() / "pipeline" / "model_index.json").is_file():
+        folders.append(tiny_world_path() / "pipeline")
+    for folder in folders:
+        pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        pipe.load_textual_inversion(result.artifacts["learned_embeds"])
+        pipe.load_lora_weights(result.artifacts["lora"])
+        image = pipe(
+            "a <yellow-ring> at the top",
+            num_inference_steps=2,
+            generator=torch.Generator().manual_seed(0),
+            output_type="np",
+        ).images[0]
+        assert image.shape == (32, 32, 3)
+
+
+def test_loaded_embedding_matches_ours(world, tmp_path):
+    """The saved embedding, loaded the ecosystem way, conditions exactly like our splice."""
+    result = run_case(quick(world), cache_dir=tmp_path, progress=False)
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import load_file
+
+    vector = load_file(result.artifacts["learned_embeds"])["<yellow-ring>"][0]
+    pipe = StableDiffusionPipeline.from_pretrained(world.pipeline, dtype=torch.float32)
+    pipe.load_textual_inversion(result.artifacts["learned_embeds"])
+    ids = pipe.tokenizer(
+        "a <yellow-ring> at the top", padding="max_length", max_length=16, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        theirs = pipe.text_encoder(ids)[0]
+        ours = load_bundle(world).encode(["a <yellow-ring> at the top"], "<yellow-ring>", vector)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_finetune_full_and_curves(world, tmp_path):
+    spec = quick(world, "finetune-full", steps=4, eval_every=2)
+    result = run_case(spec, cache_dir=tmp_path, progress=False)
+    assert result.status == "ok" and result.metrics["distance"] > 0
+    assert "cosine_to_init" not in result.metrics
+    assert [c["step"] for c in result.curves] == [2]
+    assert "lpips" in result.curves[0]
+
+
+def test_eval_checkpoints_do_not_perturb_training(world, tmp_path):
+    plain = run_case(quick(world, steps=4), cache_dir=tmp_path, progress=False)
+    curved = run_case(quick(world, steps=4, eval_every=2), cache_dir=tmp_path, progress=False)
+    assert curved.metrics == plain.metrics and len(curved.curves) == 1
+
+
+@pytest.mark.parametrize(
+    ("stage", "lr"), [("inversion", 1e2), ("inversion", 1e4), ("finetune", 1e4)]
+)
+def test_divergence_is_a_result(world, tmp_path, stage, lr):
+    spec = quick(world, stage, lr=lr, steps=30)
+    result = run_case(spec, cache_dir=tmp_path, progress=False)
+    assert result.status == "diverged" and 1 <= result.diverged_at <= 30
+    assert all(v == v for v in result.metrics.values())
+    again = run_case(spec, cache_dir=tmp_path, progress=False)
+    assert again.from_cache and again.diverged_at == result.diverged_at
+
+
+def test_methods_registry(world, tmp_path):
+    assert {"pti", "pti-normreg"} <= set(available_methods())
+    with pytest.raises(PtibenchError, match="unknown method 'nope'"):
+        get_method("nope")
+    with pytest.raises(PtibenchError, match="no stage 'finetune'"):
+        run_case(quick(world, "finetune", method="pti-normreg"), cache_dir=tmp_path)
+    plain = run_case(quick(world, lr=2e-2, steps=10), cache_dir=tmp_path, progress=False)
+    pulled = run_case(
+        quick(world, lr=2e-2, steps=10, method="pti-normreg"), cache_dir=tmp_path, progress=False
+    )
+    assert pulled.metrics["distance"] != plain.metrics["distance"]
+
+    class Frozen(Method):
+        name, version, stages = "frozen-test", "1", ("inversion",)
+
+        def optimizer(self, stage, params, lr):
+            return torch.optim.SGD(params, lr=0.0)
+
+    register_method(Frozen)
+    frozen = run_case(quick(world, method="frozen-test"), cache_dir=tmp_path, progress=False)
+    assert frozen.metrics["distance"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"stage": "bogus"}, "unknown stage"),
+        ({"steps": 0}, "steps"),
+        ({"lr": float("nan")}, "lr"),
+        ({"world": "no-such-world"}, "unknown world"),
+        ({"world": "/no/such/model"}, "does not exist"),
+        ({"world": "."}, "not a diffusers pipeline"),
+        ({"concept": "no-such-concept"}, "unknown concept"),
+    ],
+)
+def test_bad_specs_are_one_line(world, tmp_path, changes, match):
+    with pytest.raises(PtibenchError, match=match) as info:
+        run_case(quick(world, **changes), cache_dir=tmp_path)
+    assert "\n" not in str(info.value)
+
+
+def test_run_cases_matches_run_case(world, tmp_path):
+    specs = [quick(world, lr=1e-3), quick(world, lr=3e-3)]
+    batch = run_cases(specs, cache_dir=tmp_path, progress=False)
+    assert [r.spec for r in batch] == specs
+    assert run_case(specs[1], cache_dir=tmp_path).metrics == batch[1].metrics
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import torch
+    torch.set_num_threads(1)
+    from ptibench.runner import run_case
+    from ptibench.spec import CaseSpec
+    out = []
+    for blob, cache in zip(sys.argv[1::2], sys.argv[2::2]):
+        result = run_case(CaseSpec.from_dict(json.loads(blob)), cache_dir=cache, progress=False)
+        out.append({"metrics": result.metrics, "pivot_s": result.timings.get("pivot_s")})
+    print(json.dumps(out))
+    """
+)
+
+
+def _spawn(*jobs: tuple[CaseSpec, Path]) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    args = [a for spec, cache in jobs for a in (json.dumps(spec.to_dict()), str(cache))]
+    return subprocess.Popen(
+        [sys.executable, "-c", SCRIPT, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _collect(process: subprocess.Popen) -> list[dict]:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_fresh_processes_agree_bitwise_and_share_one_pivot(world, tmp_path):
+    """Two fresh processes run the same inversion spec (separate caches): identical metrics.
+    Then each runs a different stage-2 case on one shared cache, at the same time: the pivot
+    is trained once, by one of them."""
+    spec = quick(world, steps=10)
+    shared = tmp_path / "shared"
+    first = _spawn((spec, tmp_path / "a"), (quick(world, "finetune", steps=4), shared))
+    second = _spawn((spec, tmp_path / "b"), (quick(world, "finetune", steps=4, lr=2e-3), shared))
+    (a, f1), (b, f2) = _collect(first), _collect(second)
+    assert a["metrics"] == b["metrics"]
+    assert sorted(r["pivot_s"] > 0 for r in (f1, f2)) == [False, True]
+    assert len(list((shared / "pivots").glob("*/learned_embeds.safetensors"))) == 1

@@ -1,0 +1,198 @@
+"""The plugin against stored baselines: pass, fail with a table, missing, update, selection."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+from test_plugin_support import make_project, run
+
+from ptibench.baselines import what_changed
+
+pytest_plugins = ["pytester"]
+
+GRID = "1e-3,1e-2,3e-2,1e-1,3e-1,1"
+
+
+def baseline_file(pytester: pytest.Pytester, stage: str = "inversion", method: str = "pti"):
+    return pytester.path / "baselines" / "tiny-world" / "yellow-ring" / method / f"{stage}.json"
+
+
+def record(pytester: pytest.Pytester, grid: str = GRID, *extra: str) -> None:
+    result = run(pytester, "--lr-grid", grid, "--stage", "inversion", "--update-baselines", *extra)
+    assert result.ret == 0, result.stdout.str()
+
+
+def test_update_then_pass(pytester):
+    make_project(pytester)
+    record(pytester)
+    stored = json.loads(baseline_file(pytester).read_text())
+    assert list(stored["entries"]) == sorted(["1e-03", "1e-02", "3e-02", "1e-01", "3e-01", "1e+00"])
+    entry = stored["entries"]["1e-02"]["0"]
+    assert entry["metrics"]["lpips"]["direction"] == "lower"
+    assert {"versions", "device", "commit", "seed"} <= set(entry["recorded"])
+    result = run(pytester, "--lr-grid", GRID, "--stage", "inversion")
+    result.assert_outcomes(passed=6)
+    assert result.ret == 0
+    result.stdout.fnmatch_lines(["*trade-off: inversion / pti*", "*knee: lr=3e-02*"])
+
+
+def test_regression_fails_with_table(pytester):
+    make_project(pytester)
+    record(pytester)
+    make_project(pytester, shift=0.2)
+    result = run(pytester, "--lr-grid", "1e-2", "--stage", "inversion")
+    result.assert_outcomes(failed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        [
+            "*inversion lr=1e-02 seed 0 differs from its baseline*",
+            "*metric*|*baseline*|*obtained*|*diff*|*allowed*",
+            "*lpips*|*0.2724*|*0.4724*|*+0.2*|*0.03 (lower)*|*FAIL*",
+            "*update it: pytest *--lr-grid 1e-02 --stage inversion --update-baselines",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_improvement_passes_with_a_note(pytester):
+    make_project(pytester)
+    record(pytester)
+    make_project(pytester, shift=-0.2)
+    result = run(pytester, "--lr-grid", "1e-2", "--stage", "inversion")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*better than the baseline: lpips*"])
+
+
+def test_missing_baseline_says_how_to_create_it(pytester):
+    make_project(pytester)
+    result = run(pytester, "--lr-grid", "5e-3", "--stage", "inversion")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*no baseline for inversion lr=5e-03 seed 0*",
+            "*create it with: pytest*--lr-grid 5e-3*--update-baselines*",
+        ]
+    )
+
+
+def test_other_settings_count_as_missing(pytester):
+    make_project(pytester)
+    record(pytester, "1e-2")
+    result = run(pytester, "--lr-grid", "1e-2", "--stage", "inversion", "--steps", "10")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*recorded with other settings: steps=1000 (now 10)*"])
+
+
+def test_smaller_grid_update_keeps_other_entries(pytester):
+    make_project(pytester)
+    record(pytester)
+    before = json.loads(baseline_file(pytester).read_text())
+    make_project(pytester, shift=0.05)
+    record(pytester, "1e-2")
+    after = json.loads(baseline_file(pytester).read_text())
+    assert set(after["entries"]) == set(before["entries"])
+    for key in before["entries"]:
+        if key != "1e-02":
+            assert after["entries"][key] == before["entries"][key]
+    changed = after["entries"]["1e-02"]["0"]["metrics"]["lpips"]["value"]
+    assert math.isclose(
+        changed, before["entries"]["1e-02"]["0"]["metrics"]["lpips"]["value"] + 0.05
+    )
+    make_project(pytester)
+    result = run(pytester, "--lr-grid", "1e-3,3e-2", "--stage", "inversion")
+    result.assert_outcomes(passed=2)
+    assert "unused" not in result.stdout.str().lower()
+
+
+def test_hand_tuned_tolerance_survives_update(pytester):
+    make_project(pytester)
+    record(pytester, "1e-2")
+    path = baseline_file(pytester)
+    stored = json.loads(path.read_text())
+    stored["entries"]["1e-02"]["0"]["metrics"]["lpips"]["abs"] = 0.5
+    path.write_text(json.dumps(stored))
+    record(pytester, "1e-2")
+    assert json.loads(path.read_text())["entries"]["1e-02"]["0"]["metrics"]["lpips"]["abs"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("{not json", "*corrupt JSON at line 1*"),
+        ('{"format": "something-else"}', "*wrong schema: not a ptibench baseline*"),
+        ('{"format": "ptibench-baseline", "version": NaN}', "*NaN is not a number*"),
+    ],
+)
+def test_bad_baseline_file_is_one_clear_line(pytester, content, expected):
+    make_project(pytester)
+    path = baseline_file(pytester)
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    result = run(pytester, "--lr-grid", "1e-2", "--stage", "inversion")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([f"*baseline file *inversion.json: {expected.lstrip('*')}"])
+    assert "Traceback" not in result.stdout.str()
+    assert "During handling" not in result.stdout.str()
+
+
+def test_nan_value_inside_an_entry_names_the_file(pytester):
+    make_project(pytester)
+    record(pytester, "1e-2")
+    path = baseline_file(pytester)
+    path.write_text(re.sub(r'"value": [-0-9.e]+', '"value": NaN', path.read_text(), count=1))
+    result = run(pytester, "--lr-grid", "1e-2", "--stage", "inversion")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*baseline file *inversion.json: NaN is not a number*"])
+
+
+def test_diverged_case_compares_as_status(pytester):
+    make_project(pytester)
+    record(pytester, f"{GRID},1e2")
+    result = run(pytester, "--lr-grid", f"{GRID},1e2", "--stage", "inversion")
+    result.assert_outcomes(passed=7)
+    result.stdout.fnmatch_lines(["*1e+02*diverged@7*pass", "*knee: lr=3e-02*"])
+    stored = json.loads(baseline_file(pytester).read_text())
+    assert stored["entries"]["1e+02"]["0"]["status"] == "diverged"
+
+
+def test_new_method_is_shown_beside_the_default_baseline(pytester):
+    make_project(pytester)
+    record(pytester)
+    pytester.makeconftest(
+        pytester.path.joinpath("conftest.py").read_text()
+        + """
+from ptibench.methods import get_method, register_method
+
+
+class Renamed(type(get_method("pti"))):
+    name = "pti-renamed"
+
+
+register_method(Renamed())
+"""
+    )
+    result = run(
+        pytester,
+        "--lr-grid",
+        "1e-2,1e-1",
+        "--stage",
+        "inversion",
+        "--method",
+        "pti-renamed",
+        "--update-baselines",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        ["*pti-renamed beside the stored pti baseline*", "*lr*lpips new*lpips base*lpips diff*"]
+    )
+    assert baseline_file(pytester, method="pti-renamed").exists()
+
+
+def test_what_changed_explains_a_mismatch():
+    recorded = {"device": "cpu", "world_version": "aa", "versions": {"torch": "2.14.1"}}
+    now = {"device": "cuda:0", "world_version": "aa", "versions": {"torch": "2.15.0"}}
+    assert what_changed(recorded, now) == "device cpu -> cuda:0; torch 2.14.1 -> 2.15.0"
+    assert what_changed(recorded, recorded) == ""

@@ -1,0 +1,145 @@
+"""Options: grid parsing (hypothesis), usage errors (exit 4, one line), collection, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_plugin_support import make_project, run
+
+from ptibench.baselines import lr_key
+from ptibench.plugin import PRESETS, LrGrid, assign_worker_gpu, parse_lr_grid, without_options
+
+pytest_plugins = ["pytester"]
+
+lrs = st.floats(min_value=1e-8, max_value=1e3, allow_nan=False, allow_infinity=False)
+
+
+@given(st.lists(lrs, min_size=1, max_size=12, unique_by=lr_key))
+def test_valid_lists_round_trip(values):
+    text = ",".join(repr(v) for v in values)
+    assert parse_lr_grid(text) == LrGrid(lrs=tuple(values))
+
+
+@given(st.lists(lrs, min_size=1, max_size=6, unique_by=lr_key), st.data())
+def test_duplicates_are_rejected(values, data):
+    repeated = data.draw(st.sampled_from(values))
+    with pytest.raises(argparse.ArgumentTypeError, match="duplicate lr"):
+        parse_lr_grid(",".join(repr(v) for v in [*values, repeated]))
+
+
+@given(
+    st.lists(lrs, min_size=0, max_size=4), st.sampled_from(["0", "-1e-3", "abc", "", "nan", "inf"])
+)
+def test_invalid_items_are_rejected(values, bad):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_lr_grid(",".join([*(repr(v) for v in values), bad]))
+
+
+def test_presets_have_six_or_more_lrs_per_stage_except_quick():
+    for name, grids in PRESETS.items():
+        for stage, grid in grids.items():
+            assert list(grid) == sorted(set(grid)), (name, stage)
+            assert len(grid) >= (3 if name == "quick" else 6), (name, stage)
+    assert PRESETS["default"]["inversion"][-1] / PRESETS["default"]["inversion"][0] >= 1e3
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--lr-grid", "1e-3,abc"], "'abc'"),
+        (["--lr-grid", ""], "empty grid"),
+        (["--lr-grid", "1e-3,-1"], "'-1'"),
+        (["--lr-grid", "1e-3,0.001"], "duplicate lr"),
+        (["--lr-grid", "nosuchpreset"], "'nosuchpreset'"),
+        (["--steps", "0"], "'0' must be > 0"),
+        (["--stage", "inversion,bogus"], "unknown stage 'bogus'"),
+        (["--seeds", "two"], "'two' is not a whole number"),
+    ],
+)
+def test_bad_values_are_usage_errors(pytester, args, named):
+    make_project(pytester)
+    result = run(pytester, *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if "error:" in line]
+    assert len(errors) == 1 and named in errors[0], result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--method", "nosuch"], "--method: unknown method 'nosuch'"),
+        (["--method", "pti-normreg", "--stage", "finetune"], "has no stage finetune"),
+        (["--world", "nosuch-world"], "--world: unknown world 'nosuch-world'"),
+        (["--concept", "nosuch-concept"], "--concept: unknown concept 'nosuch-concept'"),
+        (["--ptibench-out", "a-file/out"], "--ptibench-out: cannot write in"),
+    ],
+)
+def test_unknown_names_are_usage_errors(pytester, args, named):
+    make_project(pytester)
+    (pytester.path / "a-file").write_text("not a folder")
+    result = run(pytester, "--lr-grid", "quick", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
+    assert len(errors) == 1 and named in errors[0], result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_without_lr_grid_cases_are_deselected(pytester):
+    make_project(pytester)
+    pytester.makepyfile(test_other="def test_fast():\n    pass\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1, deselected=1)
+    result.stdout.fnmatch_lines(["*deselected: pass --lr-grid to run the cases*"])
+
+
+def test_nothing_collected_is_exit_5(pytester):
+    make_project(pytester)
+    assert run(pytester).ret == pytest.ExitCode.NO_TESTS_COLLECTED
+
+
+def test_ids_and_order_are_readable_and_stable(pytester):
+    make_project(pytester)
+    result = run(pytester, "--collect-only", "-q", "--lr-grid", "default", "--seeds", "2")
+    ids = [line for line in result.stdout.lines if "::" in line]
+    assert ids[0].endswith("[inversion-lr=1e-03-seed=0]")
+    assert ids[1].endswith("[inversion-lr=1e-03-seed=1]")
+    assert ids[-1].endswith("[finetune-lr=1e-02-seed=1]")
+    assert len(ids) == 2 * (7 + 6)
+    again = run(pytester, "--collect-only", "-q", "--lr-grid", "default", "--seeds", "2")
+    assert [line for line in again.stdout.lines if "::" in line] == ids
+
+
+def test_default_stages_narrow_to_the_method(pytester):
+    make_project(pytester)
+    result = run(pytester, "--collect-only", "-q", "--lr-grid", "quick", "--method", "pti-normreg")
+    ids = [line.split("[")[1] for line in result.stdout.lines if "::" in line]
+    assert ids == ["inversion-lr=1e-03]", "inversion-lr=3e-02]", "inversion-lr=1e+00]"]
+
+
+def test_default_lr_grid_value_and_explicit_list(pytester):
+    make_project(pytester)
+    result = run(pytester, "--collect-only", "-q", "--stage", "finetune", "--lr-grid", "5e-3,1e-2")
+    ids = [line.split("[")[1] for line in result.stdout.lines if "::" in line]
+    assert ids == ["finetune-lr=5e-03]", "finetune-lr=1e-02]"]
+
+
+def test_worker_gpu_assignment():
+    env = {"PYTEST_XDIST_WORKER": "gw3", "CUDA_VISIBLE_DEVICES": "4,5"}
+    assert assign_worker_gpu(env) == "5" and env["CUDA_VISIBLE_DEVICES"] == "5"
+    cpu = {"PYTEST_XDIST_WORKER": "gw1", "CUDA_VISIBLE_DEVICES": ""}
+    assert assign_worker_gpu(cpu) is None and cpu["CUDA_VISIBLE_DEVICES"] == ""
+    assert assign_worker_gpu({"CUDA_VISIBLE_DEVICES": "0,1"}) is None
+
+
+def test_update_hint_narrows_to_one_case():
+    args = ["benchmark/", "--lr-grid", "--stage=inversion", "-x", "--lr-grid", "1e-3,1e-2"]
+    assert without_options(args) == ["benchmark/", "-x"]
+    assert without_options(["--lr-grid", "benchmark/", "--stage", "finetune", "-n", "2"]) == [
+        "benchmark/",
+        "-n",
+        "2",
+    ]
