@@ -74,7 +74,7 @@ def test_unreadable_image_names_the_file(concept_dir):
         load_concept(str(concept_dir))
 
 
-@pytest.mark.parametrize("field", ["placeholder", "initializer", "edit_prompts", "class_noun"])
+@pytest.mark.parametrize("field", ["placeholder", "initializer", "class_noun"])
 def test_missing_field_names_it(concept_dir, field):
     data = _meta(concept_dir)
     del data[field]

@@ -105,14 +105,14 @@ def test_finetune_full_and_curves(world, tmp_path):
     result = run_case(spec, cache_dir=tmp_path, progress=False)
     assert result.status == "ok" and result.metrics["distance"] > 0
     assert "cosine_to_init" not in result.metrics
-    assert [c["step"] for c in result.curves] == [2]
-    assert "lpips" in result.curves[0]
+    assert [c["step"] for c in result.curves] == [0, 2, 4]
+    assert "lpips" in result.curves[1]
 
 
 def test_eval_checkpoints_do_not_perturb_training(world, tmp_path):
     plain = run_case(quick(world, steps=4), cache_dir=tmp_path, progress=False)
     curved = run_case(quick(world, steps=4, eval_every=2), cache_dir=tmp_path, progress=False)
-    assert curved.metrics == plain.metrics and len(curved.curves) == 1
+    assert curved.metrics == plain.metrics and len(curved.curves) == 3
 
 
 @pytest.mark.parametrize(

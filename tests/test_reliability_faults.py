@@ -28,7 +28,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_plugin_support import BENCHMARK_TEST, make_project, run, subprocess_pythonpath
+from test_plugin_support import (
+    BENCHMARK_TEST,
+    make_project,
+    plugin_args,
+    run,
+    subprocess_pythonpath,
+)
 from test_reliability_inputs import odd_images
 
 from ptibench.backends import write_random_world
@@ -240,7 +246,10 @@ def test_ctrl_c_keeps_finished_cases_and_the_rerun_finishes_the_rest(pytester, w
     ]
     os.environ["RELIABILITY_FAULT"] = "int@1e-2"
     try:
-        interrupted = run(pytester, *common, "--ptibench-out", "first")
+        interrupted = pytester.runpytest(
+            *plugin_args(), "-p", "no:cacheprovider", *common, "--ptibench-out", "first",
+            no_reraise_ctrlc=True,  # the inner session's Ctrl-C must not end this one
+        )  # fmt: skip
     finally:
         del os.environ["RELIABILITY_FAULT"]
     assert interrupted.ret == pytest.ExitCode.INTERRUPTED

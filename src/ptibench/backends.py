@@ -131,6 +131,11 @@ def resolve_world(world: str | WorldConfig) -> WorldConfig:
     path = Path(world).expanduser()
     if (path / "pipeline" / "model_index.json").is_file():
         return tiny_world_config(path, name=str(path))
+    from .world_config import resolve_model_world
+
+    model = resolve_model_world(str(world))
+    if model is not None:
+        return model
     if (path / "model_index.json").is_file():
         raise PtibenchError(
             f"{path} is a bare diffusers pipeline: give it a WorldConfig (metric models, "
@@ -376,7 +381,7 @@ def _quiet():
 
 
 def _load_pipeline(config: WorldConfig):
-    from diffusers import StableDiffusionPipeline
+    from .pipelines import enable_cuda_speedups, pipeline_class, pipeline_kwargs
 
     path = Path(config.pipeline)
     if not path.exists():
@@ -385,22 +390,25 @@ def _load_pipeline(config: WorldConfig):
         raise PtibenchError(f"model path {path} is not a diffusers pipeline (no model_index.json)")
     try:
         with _quiet():
-            pipe = StableDiffusionPipeline.from_pretrained(
+            pipe = pipeline_class(config.kind).from_pretrained(
                 str(path),
                 dtype=config.torch_dtype(),
-                safety_checker=None,
-                requires_safety_checker=False,
                 local_files_only=True,
+                **pipeline_kwargs(config.kind),
             )
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise PtibenchError(f"cannot load the pipeline at {path}: {first}") from error
-    return pipe.to(config.torch_device())
+    pipe = pipe.to(config.torch_device())
+    enable_cuda_speedups(pipe, config)
+    return pipe
 
 
 @functools.lru_cache(maxsize=2)
 def _bundle(config: WorldConfig, version: str) -> ModelBundle:
-    return ModelBundle(config, _load_pipeline(config), version)
+    from .pipelines import bundle_class
+
+    return bundle_class(config.kind)(config, _load_pipeline(config), version)
 
 
 def load_bundle(world: str | WorldConfig) -> ModelBundle:
@@ -453,6 +461,9 @@ def _load_clip(config: WorldConfig, device: torch.device):
                 f"CLIP weights for world {config.name!r} not found: {pretrained} "
                 "(a world still training writes them last)"
             )
+    from .world_config import check_open_clip_weights
+
+    check_open_clip_weights(config.clip_arch, pretrained)
     try:
         model = open_clip.create_model(config.clip_arch, pretrained=pretrained, device=device)
     except (RuntimeError, OSError, ValueError) as error:
@@ -469,7 +480,12 @@ def _load_lpips(config: WorldConfig, device: torch.device):
     import lpips
 
     weights = config.lpips_weights
-    if weights is None:
+    if weights == "random":  # offline tests: random backbone, lpips's shipped linear heads
+        metric = lpips.LPIPS(net=config.lpips_net, pnet_rand=True, verbose=False)
+    elif weights is None:
+        from .world_config import check_lpips_backbone
+
+        check_lpips_backbone(config.lpips_net)
         metric = lpips.LPIPS(net=config.lpips_net, verbose=False)
     else:
         from safetensors.torch import load_file

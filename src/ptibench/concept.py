@@ -25,7 +25,6 @@ REQUIRED_FIELDS = (
     "class_noun",
     "initializer",
     "reconstruction_prompt",
-    "edit_prompts",
 )
 
 
@@ -169,7 +168,14 @@ def load_concept(name_or_folder: str | Path) -> Concept:
         _field(data, key, list if key == "edit_prompts" else str, meta_path)
     recon = _prompt(data["reconstruction_prompt"], "reconstruction_prompt", meta_path)
     edits = []
-    for i, item in enumerate(data["edit_prompts"]):
+    listed_edits = data.get("edit_prompts")
+    if listed_edits is None:  # real photos: the DreamBench-style default set
+        from .edit_prompts import DEFAULT_EDIT_PROMPTS
+
+        listed_edits = list(DEFAULT_EDIT_PROMPTS)
+    if not isinstance(listed_edits, list):
+        raise PtibenchError(f"{meta_path}: field 'edit_prompts' must be a non-empty list")
+    for i, item in enumerate(listed_edits):
         where = f"edit_prompts[{i}]"
         if isinstance(item, str):
             item = {"prompt": item}

@@ -608,7 +608,9 @@ class CaseCollector:
 
             write_results(state.out_dir, results_document(self.config))
         except Exception as error:  # noqa: BLE001 - a report problem must not stop the benchmark
-            message = f"cannot write {state.out_dir / 'results.json'}: {error}"
+            message = str(error)  # a PtibenchError already names the file
+            if not isinstance(error, PtibenchError):
+                message = f"cannot write {state.out_dir / 'results.json'}: {error}"
             if message not in state.errors:
                 state.errors.append(message)
 

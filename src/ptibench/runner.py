@@ -26,13 +26,16 @@ import torch
 from .backends import load_bundle, load_metric_models, resolve_world, world_version
 from .cache import ResultCache, method_version
 from .concept import load_concept
+from .concept_order import Tracker
 from .errors import PtibenchError
 from .io import atomic_copy, atomic_write_json, ensure_dir
 from .methods import get_method
 from .metrics import evaluate
+from .pipelines import save_learned_embeds
 from .sampling import grid
 from .spec import STAGES, CaseResult, CaseSpec
 from .stages import StageContext, TrainingData
+from .stages.batched import batchable, discard_trained, load_trained, pretrain
 from .stages.finetune import get_pivot, pivot_spec, save_embedding
 
 PACKAGES = ("torch", "diffusers", "transformers", "peft", "open_clip_torch", "lpips", "ptibench")
@@ -123,7 +126,9 @@ def _save_lora(unet, folder: Path) -> Path:
     return folder / "pytorch_lora_weights.safetensors"
 
 
-def _execute(spec, world, version, concept, method, cache, staging, progress) -> CaseResult:
+def _execute(
+    spec, world, version, concept, method, cache, staging, progress, entry=None
+) -> CaseResult:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     bundle = load_bundle(world)
@@ -148,31 +153,44 @@ def _execute(spec, world, version, concept, method, cache, staging, progress) ->
             progress=show,
         )
 
-    def checkpoint(step, vector, unet):
-        return run_eval(vector, unet, False).metrics
+    # spec.eval_every: curves (step 0, every N steps, the end) with the concept-order metrics
+    tracker = None
+    if spec.eval_every:
+        tracker = Tracker(spec, bundle, concept, lambda v, u: run_eval(v, u, False), world.oracle)
 
     ctx = StageContext(
-        spec, concept, bundle, data, progress, checkpoint if spec.eval_every else None
+        spec, concept, bundle, data, progress, tracker.checkpoint if tracker else None
     )
     if spec.stage != "inversion":
         clock = time.perf_counter()
         pivot_path = cache.pivot_path(pivot_spec(spec), version, method)
         ctx.pivot, trained = get_pivot(ctx, method, pivot_path)
         timings["pivot_s"] = time.perf_counter() - clock if trained else 0.0
+    if tracker:
+        clock = time.perf_counter()
+        tracker.begin(ctx.pivot)
+        timings["curve_start_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        outcome = method.train(spec.stage, ctx)
-    timings["train_s"] = time.perf_counter() - clock
+    pretrained = None
+    if entry is not None and batchable(spec, method):
+        pretrained = load_trained(cache, entry)  # left by a batched grid run (run_cases)
+    if pretrained is not None:
+        outcome, timings["train_s"] = pretrained  # its share of the batched run's time
+    else:
+        with torch.random.fork_rng(devices=[]):
+            outcome = method.train(spec.stage, ctx)
+        timings["train_s"] = time.perf_counter() - clock
 
     artifacts: dict[str, str] = {}
     metrics: dict[str, float] = {}
     if outcome.final_loss is not None and math.isfinite(outcome.final_loss):
         metrics["final_loss"] = outcome.final_loss
     timings["eval_s"] = 0.0
+    evaluation = None
     if outcome.status == "ok":
         embeds = staging / "learned_embeds.safetensors"
-        save_embedding(embeds, concept.placeholder, outcome.vector)
+        save_learned_embeds(bundle, embeds, concept.placeholder, outcome.vector)
         artifacts["learned_embeds"] = str(embeds)
         if spec.stage == "inversion":
             slot = cache.pivot_path(pivot_spec(spec.with_(pivot_lr=spec.lr)), version, method)
@@ -205,7 +223,7 @@ def _execute(spec, world, version, concept, method, cache, staging, progress) ->
         peak_memory_mb=_peak_memory_mb(bundle.device),
         artifacts=artifacts,
         environment=env,
-        curves=outcome.curves,
+        curves=tracker.finish(outcome, evaluation) if tracker else outcome.curves,
     )
 
 
@@ -253,16 +271,42 @@ def run_case(
             staging = cache.staging(entry)
             try:
                 result = _execute(
-                    spec, world, version, concept, method, cache, staging, _progress(progress)
+                    spec,
+                    world,
+                    version,
+                    concept,
+                    method,
+                    cache,
+                    staging,
+                    _progress(progress),
+                    entry,
                 )
                 result.timings["total_s"] = time.perf_counter() - started
                 result = cache.store(entry, result, staging)
-            except BaseException:
+                discard_trained(cache, entry)
+            except BaseException as error:
                 cache.discard(staging)
-                raise
+                problem = _write_problem(error)
+                if problem is None:
+                    raise
+                raise PtibenchError(f"cannot write in the cache {cache.root}: {problem}") from error
     if artifacts_dir is not None:
         result = _export(result, Path(artifacts_dir) / spec.key())
     return result
+
+
+def _write_problem(error: BaseException) -> str | None:
+    """The disk problem behind an exception raised while a case wrote its files (disk full,
+    read-only folder), as a short phrase; None for anything else. The safetensors writer
+    reports OS errors as its own exception type, with the OS message inside."""
+    if isinstance(error, PtibenchError):
+        return None
+    if isinstance(error, OSError):
+        where = f" ({error.filename})" if error.filename else ""
+        return f"{error.strerror or error}{where}"
+    if type(error).__name__ == "SafetensorError" and "I/O error" in str(error):
+        return str(error).split("I/O error:", 1)[1].strip()
+    return None
 
 
 def run_cases(
@@ -272,7 +316,10 @@ def run_cases(
     artifacts_dir: Path | None = None,
     progress: bool | None = None,
 ) -> list[CaseResult]:
-    """The results of run_case on each spec, in order."""
+    """The results of run_case on each spec, in order. The stage-1 cases that differ only in lr
+    are trained first in one batched run (ptibench.stages.batched; PTIBENCH_BATCH_GRID=0 turns
+    it off), then each is evaluated and cached as run_case does."""
+    pretrain(specs, cache_dir=cache_dir, progress=_progress(progress))
     return [
         run_case(s, cache_dir=cache_dir, artifacts_dir=artifacts_dir, progress=progress)
         for s in specs

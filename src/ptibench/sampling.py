@@ -15,6 +15,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .backends import ModelBundle
+from .pipelines import autocast, pipe_inputs
 from .spec import EvalConfig
 
 
@@ -52,16 +53,16 @@ def generate(
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress, leave=False):
         cond = embeds[start : start + chunk]
         generators = [torch.Generator(device).manual_seed(s) for s in seeds[start : start + chunk]]
-        result = pipe(
-            prompt_embeds=cond.to(bundle.dtype),
-            negative_prompt_embeds=uncond.expand(len(cond), -1, -1).to(bundle.dtype),
-            num_inference_steps=config.sample_steps,
-            guidance_scale=config.guidance_scale,
-            generator=generators,
-            height=bundle.resolution,
-            width=bundle.resolution,
-            output_type="pt",
-        )
+        with autocast(device, bundle.dtype):
+            result = pipe(
+                **pipe_inputs(bundle, cond, uncond.expand(len(cond), -1, -1)),
+                num_inference_steps=config.sample_steps,
+                guidance_scale=config.guidance_scale,
+                generator=generators,
+                height=bundle.resolution,
+                width=bundle.resolution,
+                output_type="pt",
+            )
         out.append(to_uint8(result.images))
     images = np.concatenate(out)
     return images.reshape(prompts, per_prompt, *images.shape[1:])

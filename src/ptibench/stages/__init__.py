@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ..backends import ModelBundle
 from ..concept import Concept
+from ..pipelines import autocast, unet_inputs
 from ..spec import CaseSpec
 
 EXPLOSION_FACTOR = 1e4
@@ -96,9 +97,11 @@ def diffusion_loss(
         target = noise
     else:
         target = latents
-    pred = unet(
-        noisy.to(bundle.dtype), timesteps.to(device), encoder_hidden_states=hidden.to(bundle.dtype)
-    ).sample
+    states, extra = unet_inputs(bundle, hidden)
+    with autocast(bundle.device, bundle.dtype):
+        pred = unet(
+            noisy.to(bundle.dtype), timesteps.to(device), encoder_hidden_states=states, **extra
+        ).sample
     if reduction == "none":
         return F.mse_loss(pred.float(), target, reduction="none").flatten(1).mean(1)
     return F.mse_loss(pred.float(), target)
