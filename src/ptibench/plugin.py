@@ -246,6 +246,20 @@ def visible_gpus(environ: dict[str, str]) -> list[str]:
     return [str(i) for i in range(count)]
 
 
+def share_cpu_threads(environ: dict[str, str]) -> int | None:
+    """Split the cores between CPU xdist workers: N workers each running torch's default thread
+    pool oversubscribe the machine, and OpenMP threads then spend their time waiting for each
+    other. Respects an explicit OMP_NUM_THREADS."""
+    workers = environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not workers.isdigit() or "OMP_NUM_THREADS" in environ:
+        return None
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // int(workers))
+    torch.set_num_threads(threads)
+    return threads
+
+
 def assign_worker_gpu(environ: dict[str, str]) -> str | None:
     """Give xdist worker gwN the N-th visible GPU (round robin); nothing when there is no GPU."""
     worker = environ.get("PYTEST_XDIST_WORKER", "")
@@ -283,8 +297,8 @@ STATE = pytest.StashKey[State]()
 def pytest_configure(config):
     config.addinivalue_line("markers", "ptibench: a ptibench benchmark case (one stage and lr)")
     is_worker = hasattr(config, "workerinput")
-    if is_worker:
-        assign_worker_gpu(os.environ)
+    if is_worker and assign_worker_gpu(os.environ) is None:
+        share_cpu_threads(os.environ)
     opt = config.option
     invocation_dir = Path(config.invocation_params.dir)
     config.stash[STATE] = State(
