@@ -9,3 +9,10 @@ from importlib import metadata
 
 if not any(ep.name == "ptibench" for ep in metadata.entry_points(group="pytest11")):
     pytest_plugins = ["ptibench.plugin"]
+
+
+def pytest_ignore_collect(collection_path, config):
+    """The perf suite runs on its own (`pytest benchmark/perf`), not inside an lr-grid session."""
+    if collection_path.name == "perf" and config.getoption("lr_grid", None) is not None:
+        return True
+    return None
