@@ -259,28 +259,9 @@ class ModelBundle:
         The placeholder never reaches the tokenizer: the text around it is tokenised and the
         slots hold id 0 until the learned vector replaces their embedding.
         """
-        tok = self.tokenizer
-        pieces = prompt.split(placeholder) if placeholder else [prompt]
-        ids: list[int] = [tok.bos_token_id]
-        slots: list[bool] = [False]
-        for i, piece in enumerate(pieces):
-            if i:
-                ids.append(0)
-                slots.append(True)
-            words = tok(piece, add_special_tokens=False).input_ids if piece.strip() else []
-            ids += words
-            slots += [False] * len(words)
-        ids.append(tok.eos_token_id)
-        slots.append(False)
-        length = tok.model_max_length
-        if len(ids) > length:
-            raise PtibenchError(
-                f"prompt {prompt!r} is {len(ids)} tokens, over the model's {length}"
-            )
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        ids += [pad] * (length - len(ids))
-        slots += [False] * (length - len(slots))
-        return torch.tensor(ids), torch.tensor(slots)
+        from .pipelines import placeholder_token_ids
+
+        return placeholder_token_ids(self.tokenizer, prompt, placeholder)
 
     def prompt_ids(
         self, prompts: list[str], placeholder: str | None = None

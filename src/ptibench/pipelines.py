@@ -96,8 +96,9 @@ def enable_cuda_speedups(pipe, config: WorldConfig) -> None:
 def placeholder_token_ids(
     tok, prompt: str, placeholder: str | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """As ModelBundle.token_ids, for any tokenizer: ids padded to its length with its own pad
-    token, and the placeholder's slots (id 0 until the learned row replaces their embedding)."""
+    """Token ids of `prompt` padded to `tok`'s length with its own pad token, and a mask of the
+    placeholder's slots (id 0 until the learned row replaces their embedding); every bundle's
+    tokenizers go through this one function."""
     pieces = prompt.split(placeholder) if placeholder else [prompt]
     ids: list[int] = [tok.bos_token_id]
     slots: list[bool] = [False]
