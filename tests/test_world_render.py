@@ -99,3 +99,20 @@ def test_shapes_differ(shape):
             assert not np.array_equal(
                 base, render(Attributes(other, "red", "blue", "center", "large"))
             )
+
+
+def test_foreground_alpha_reads_back_the_shape_coverage():
+    """The t2i loss weights rest on this: alpha recovered from the pixels is the renderer's mask
+    (up to uint8 rounding), for every shape, colour pair and position."""
+    from ptibench.world.dataset import WorldImages, foreground_alpha, to_model_range
+    from ptibench.world.render import RESOLUTION, shape_mask
+
+    rng = np.random.default_rng(3)
+    attrs = [sample_attributes(rng) for _ in range(40)]
+    images = WorldImages(to_model_range(np.stack([render(a) for a in attrs])), attrs)
+    alpha = foreground_alpha(images)
+    for a, got in zip(attrs, alpha[:, 0].numpy(), strict=True):
+        ox, oy = POSITIONS[a.position]
+        centre = RESOLUTION / 2
+        want = shape_mask(a.shape, centre + ox, centre + oy, SIZES[a.size])
+        assert np.abs(got - want).max() < 0.02, a

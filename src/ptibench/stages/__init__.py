@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
 from ..backends import ModelBundle
 from ..concept import Concept
@@ -154,3 +155,34 @@ class StageContext:
     def due(self, step: int) -> bool:
         every = self.spec.eval_every
         return bool(self.checkpoint and every and step % every == 0 and step < self.spec.steps)
+
+
+def progress_bar(ctx: StageContext, stage: str) -> tqdm:
+    """Steps 1..spec.steps, with a bar only when the caller asked for progress."""
+    return tqdm(
+        range(1, ctx.spec.steps + 1),
+        desc=f"{stage} {ctx.spec.lr_id}",
+        disable=not ctx.progress,
+        mininterval=1.0,
+        leave=False,
+    )
+
+
+def take_step(loss, extra, optimizer, outcome: TrainOutcome, step: int) -> bool:
+    """One optimizer step on `loss` plus the method's regulariser `extra`, the loss recorded.
+    A non-finite loss marks the outcome diverged at `step` before any update; returns False."""
+    value = loss.detach().item()
+    total = loss if extra is None else loss + extra
+    if not is_finite(value) or not is_finite(total):
+        outcome.status, outcome.diverged_at = "diverged", step
+        return False
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    outcome.losses.append(value)
+    return True
+
+
+def show_loss(bar: tqdm, outcome: TrainOutcome, step: int) -> None:
+    if step % 50 == 0:
+        bar.set_postfix(loss=f"{sum(outcome.losses[-50:]) / 50:.4f}", refresh=False)

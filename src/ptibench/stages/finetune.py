@@ -16,12 +16,21 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tqdm.auto import tqdm
 
 from ..errors import PtibenchError
 from ..io import atomic_path, file_lock
 from ..spec import CaseSpec, EvalConfig
-from . import EXPLOSION_FACTOR, BatchStream, StageContext, TrainOutcome, diffusion_loss, is_finite
+from . import (
+    EXPLOSION_FACTOR,
+    BatchStream,
+    StageContext,
+    TrainOutcome,
+    diffusion_loss,
+    is_finite,
+    progress_bar,
+    show_loss,
+    take_step,
+)
 
 DEFAULT_PIVOT_LR = 5e-3
 """Stage-1 lr of the pivot when the spec gives none (until the plugin supplies the knee of the
@@ -118,13 +127,7 @@ def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
         status="ok", vector=pivot, initial=pivot, losses=[], unet=unet, lora=not full
     )
     scale = max(sum(float(p.detach().norm()) for p in bundle.unet.parameters()), 1e-6)
-    bar = tqdm(
-        range(1, spec.steps + 1),
-        desc=f"{stage} {spec.lr_id}",
-        disable=not ctx.progress,
-        mininterval=1.0,
-        leave=False,
-    )
+    bar = progress_bar(ctx, stage)
     for step in bar:
         batch = stream.next()
         latents = data.latents[batch.images]
@@ -132,16 +135,8 @@ def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
         loss = diffusion_loss(
             bundle, unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
         )
-        value = loss.detach().item()
-        extra = method.regulariser(stage)
-        total = loss if extra is None else loss + extra
-        if not is_finite(value) or not is_finite(total):
-            outcome.status, outcome.diverged_at = "diverged", step
+        if not take_step(loss, method.regulariser(stage), optimizer, outcome, step):
             break
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        outcome.losses.append(value)
         if step % 25 == 0 or step == spec.steps:
             with torch.no_grad():
                 moved = sum(float(p.detach().norm()) for p in params)
@@ -152,9 +147,8 @@ def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
             unet.eval()
             with torch.no_grad():
                 metrics = ctx.checkpoint(step, pivot, unet)
-            outcome.curves.append({"step": step, "loss": value, **metrics})
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{sum(outcome.losses[-50:]) / 50:.4f}", refresh=False)
+            outcome.curves.append({"step": step, "loss": outcome.losses[-1], **metrics})
+        show_loss(bar, outcome, step)
     bar.close()
     unet.requires_grad_(False)
     if outcome.status == "ok":

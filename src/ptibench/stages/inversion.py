@@ -13,9 +13,18 @@ so flips would teach the token a position distribution the concept does not have
 from __future__ import annotations
 
 import torch
-from tqdm.auto import tqdm
 
-from . import EXPLOSION_FACTOR, BatchStream, StageContext, TrainOutcome, diffusion_loss, is_finite
+from . import (
+    EXPLOSION_FACTOR,
+    BatchStream,
+    StageContext,
+    TrainOutcome,
+    diffusion_loss,
+    is_finite,
+    progress_bar,
+    show_loss,
+    take_step,
+)
 
 
 def distance_metrics(vector: torch.Tensor, initial: torch.Tensor) -> dict[str, float]:
@@ -35,13 +44,7 @@ def train(ctx: StageContext, method) -> TrainOutcome:
     )
     limit = EXPLOSION_FACTOR * max(float(initial.norm()), 1e-6)
     outcome = TrainOutcome(status="ok", vector=initial, initial=initial, losses=[])
-    bar = tqdm(
-        range(1, spec.steps + 1),
-        desc=f"inversion {spec.lr_id}",
-        disable=not ctx.progress,
-        mininterval=1.0,
-        leave=False,
-    )
+    bar = progress_bar(ctx, "inversion")
     for step in bar:
         batch = stream.next()
         used, which = torch.unique(batch.templates, return_inverse=True)
@@ -50,16 +53,9 @@ def train(ctx: StageContext, method) -> TrainOutcome:
         loss = diffusion_loss(
             bundle, bundle.unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
         )
-        value = loss.detach().item()
         extra = method.regulariser("inversion", vector=vector, initial=initial)
-        total = loss if extra is None else loss + extra
-        if not is_finite(value) or not is_finite(total):
-            outcome.status, outcome.diverged_at = "diverged", step
+        if not take_step(loss, extra, optimizer, outcome, step):
             break
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        optimizer.step()
-        outcome.losses.append(value)
         with torch.no_grad():
             if not is_finite(vector) or float(vector.norm()) > limit:
                 outcome.status, outcome.diverged_at = "diverged", step
@@ -67,9 +63,8 @@ def train(ctx: StageContext, method) -> TrainOutcome:
         if ctx.due(step):
             with torch.no_grad():
                 metrics = ctx.checkpoint(step, vector.detach().clone(), None)
-            outcome.curves.append({"step": step, "loss": value, **metrics})
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{sum(outcome.losses[-50:]) / 50:.4f}", refresh=False)
+            outcome.curves.append({"step": step, "loss": outcome.losses[-1], **metrics})
+        show_loss(bar, outcome, step)
     bar.close()
     outcome.vector = vector.detach().clone()
     if outcome.status == "ok":

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .render import Attributes, render, sample_attributes
+from .render import COLOURS, Attributes, render, sample_attributes
 
 
 @dataclass
@@ -28,3 +28,16 @@ def render_set(n: int, seed: int, *, held_out: bool = False) -> WorldImages:
 def to_model_range(images: np.ndarray) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [-1, 1], the range diffusers VAEs expect."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0).contiguous()
+
+
+def foreground_alpha(images: WorldImages) -> torch.Tensor:
+    """Per-pixel object coverage (N, 1, H, W), read back exactly from the flat-colour rendering.
+
+    A pixel is `bg + alpha * (fg - bg)`, so alpha is the length of `pixel - bg` over `fg - bg`.
+    """
+    bg = torch.tensor([COLOURS[a.background] for a in images.attributes], dtype=torch.float32)
+    fg = torch.tensor([COLOURS[a.colour] for a in images.attributes], dtype=torch.float32)
+    bg, fg = bg / 127.5 - 1.0, fg / 127.5 - 1.0
+    offset = images.pixels - bg[:, :, None, None]
+    span = (fg - bg).norm(dim=1)[:, None, None, None]
+    return (offset.norm(dim=1, keepdim=True) / span).clamp(0.0, 1.0)
