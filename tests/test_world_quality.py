@@ -27,20 +27,21 @@ def following(pipe):
     return quality.measure_prompt_following(pipe, n_prompts=64)
 
 
-def test_pipeline_follows_background_and_colour(following):
-    """Measured on the shipped weights: background 1.00, colour 0.61 (chance: 1/6 each)."""
+def test_pipeline_follows_background_colour_and_shape(following):
+    """Measured on the shipped weights (64 held-out prompts): background 1.00, colour 0.91,
+    shape 0.44 (chance: 1/6, 1/6, 1/5). Random weights score at chance on each."""
     assert following.prompts >= 64
     assert following.background >= 0.90, following
-    assert following.colour >= 0.50, following
+    assert following.colour >= 0.80, following
+    assert following.shape >= 0.30, following
 
 
 @pytest.mark.xfail(
     strict=True,
-    reason="known gap: 3,500 steps on 2 cores leave colour at ~0.6 and position at chance (~0.2); "
-    "the issue's bars (colour >= 0.8, position >= 0.7) need a longer training run",
+    reason="known gap: position stays at chance (0.13 measured); the UNet's x0 prediction at "
+    "t=T puts the object in the centre whatever the position word (see README, Known limits)",
 )
-def test_pipeline_meets_the_prompt_following_bars(following):
-    assert following.colour >= 0.80, following
+def test_pipeline_meets_the_position_bar(following):
     assert following.position >= 0.70, following
 
 
