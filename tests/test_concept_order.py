@@ -138,6 +138,21 @@ def test_window_and_lead_from_curves():
     assert "light window: 1e-03@200" in line
 
 
+def test_appearance_can_be_read_from_the_reconstruction_prompt():
+    """--appearance recon reads the curve from `appearance_recon`; curves without it yield none."""
+    case = _case("finetune", 1e-3, [0.3] * 5, [0, 0, 0.5, 0.5, 0.5], [0, 1, 2, 3, 4])
+    for point, recon in zip(case["curves"], [0.25, 1.0, 1.0, 1.0, 1.0], strict=True):
+        point["appearance_recon"] = recon
+    everything = concept_order.summarise(case)
+    recon = concept_order.summarise(case, appearance="recon")
+    assert everything.verdict == "no appearance gain"
+    assert recon.appearance_step == 100 and recon.leakage_step == 200 and recon.lead_steps == 100
+    assert concept_order.summarise(CASES[0], appearance="recon") is None
+    assert "the reconstruction prompt" in concept_order.markdown(
+        {"cases": [case]}, appearance="recon"
+    )
+
+
 def test_render_writes_table_and_plot(tmp_path):
     paths = concept_order.render(tmp_path, {"cases": CASES})
     assert [p.name for p in paths] == ["concept_order.md", "concept_order.png"]

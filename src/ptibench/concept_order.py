@@ -57,6 +57,14 @@ CONTEXT_KEYS = ("background", "position")
 DEFAULT_SHARE = 0.8
 DEFAULT_BOUND = 0.1
 DEFAULT_MIN_GAIN = 0.1
+DEFAULT_APPEARANCE = "all"
+APPEARANCE_SCOPES = {
+    "all": ("appearance_all", "all prompts"),
+    "recon": ("appearance_recon", "the reconstruction prompt"),
+    "edit": ("appearance_edit", "the edit prompts"),
+}
+"""Which prompts' samples the appearance curve is read from: `recon` is what the case metric
+`appearance` measures; `all` (the default) also asks that edits keep the concept."""
 """A curve whose appearance gains less than this (a share of samples) has learned nothing to
 measure a share of: with 8 samples x 9 prompts one sample is 0.014, so 0.1 is ~7 samples."""
 
@@ -326,10 +334,12 @@ def summarise(
     share: float = DEFAULT_SHARE,
     bound: float = DEFAULT_BOUND,
     min_gain: float = DEFAULT_MIN_GAIN,
+    appearance: str = DEFAULT_APPEARANCE,
 ) -> CurveSummary | None:
     """A case's curve summary, or None when its curve has no oracle metrics."""
+    metric = APPEARANCE_SCOPES[appearance][0]
     points = sorted(case.get("curves") or [], key=lambda p: p["step"])
-    points = [p for p in points if _value(p, "appearance_all") is not None]
+    points = [p for p in points if _value(p, metric) is not None]
     if len(points) < 2:
         return None
     spec = case["spec"]
@@ -339,7 +349,7 @@ def summarise(
         seed=int(spec.get("seed", 0)),
         steps=[int(p["step"]) for p in points],
         distance=[_value(p, "distance") for p in points],
-        appearance=[_value(p, "appearance_all") for p in points],
+        appearance=[_value(p, metric) for p in points],
         leakage=[_value(p, "leakage") for p in points],
         leakage_edit=[_value(p, "leakage_edit") for p in points],
         status=case.get("status", "ok"),
@@ -495,11 +505,12 @@ def markdown(document: Mapping[str, Any], **thresholds) -> str:
 
     share = thresholds.get("share", DEFAULT_SHARE)
     bound = thresholds.get("bound", DEFAULT_BOUND)
+    scope = APPEARANCE_SCOPES[thresholds.get("appearance", DEFAULT_APPEARANCE)][1]
     stages = analyse(_cases(document), **thresholds)
     lines = [
         "# ptibench concept-order curves",
         "",
-        "What is learned first: the concept's appearance (oracle: shape and colour, all prompts) "
+        f"What is learned first: the concept's appearance (oracle: shape and colour, {scope}) "
         "or the training images' context (leakage: share of samples of prompts that ask no "
         "background/position showing a training image's (background, position), minus the base "
         "model's share with the class noun). "
@@ -567,6 +578,7 @@ def plot(path: Path, document: Mapping[str, Any], **thresholds) -> None:
         right.set_xlabel("distance travelled")
         if any(d and d > 0 for r in rows for d in r.distance[1:]):
             right.set_xscale("symlog", linthresh=1e-3)
+            right.set_xlim(left=0)
         right.set_title(f"{stage}: vs distance", fontsize=9)
     if not stages:
         axes[0][0].text(0.5, 0.5, "no concept-order curves", ha="center", va="center")
@@ -665,8 +677,13 @@ def _run(args) -> int:
     return 0
 
 
-def _thresholds(args) -> dict[str, float]:
-    return {"share": args.share, "bound": args.bound, "min_gain": args.min_gain}
+def _thresholds(args) -> dict[str, Any]:
+    return {
+        "share": args.share,
+        "bound": args.bound,
+        "min_gain": args.min_gain,
+        "appearance": args.appearance,
+    }
 
 
 def _report(args) -> int:
@@ -706,6 +723,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--share", type=float, default=DEFAULT_SHARE)
         p.add_argument("--bound", type=float, default=DEFAULT_BOUND)
         p.add_argument("--min-gain", type=float, default=DEFAULT_MIN_GAIN)
+        p.add_argument(
+            "--appearance",
+            choices=sorted(APPEARANCE_SCOPES),
+            default=DEFAULT_APPEARANCE,
+            help="prompts the appearance curve is read from (default all)",
+        )
     args = parser.parse_args(argv)
     try:
         return _run(args) if args.command == "run" else _report(args)
