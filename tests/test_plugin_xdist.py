@@ -46,38 +46,3 @@ def test_two_workers_give_the_serial_table(pytester, monkeypatch):
     ]
     assert [c["nodeid"] for c in cases[0]] == [c["nodeid"] for c in cases[1]]
     assert [c["metrics"] for c in cases[0]] == [c["metrics"] for c in cases[1]]
-
-
-RECORDING_TEST = """
-import os
-from pathlib import Path
-
-
-def test_lr_case(ptibench_spec, ptibench):
-    Path("workers").mkdir(exist_ok=True)
-    name = f"{ptibench_spec.stage}-{ptibench_spec.lr}"
-    (Path("workers") / name).write_text(os.environ.get("PYTEST_XDIST_WORKER", "none"))
-    ptibench.check(ptibench.run(ptibench_spec))
-"""
-
-
-def test_batched_grid_goes_to_one_worker(pytester, monkeypatch):
-    """Under -n the stage-1 grid (trained as one batched run) is one xdist group, so one worker
-    trains it while the other takes the fine-tuning cases; reports keep the plain node ids."""
-    subprocess_pythonpath(monkeypatch)
-    make_project(pytester)
-    pytester.makepyfile(test_lr_grid=RECORDING_TEST)
-    result = run(
-        pytester,
-        *("--lr-grid", "1e-3,1e-2,1e-1,1", "--stage", "inversion,finetune", "-p", "xdist"),
-        *("-n", "2", "--update-baselines"),
-        subprocess=True,
-    )
-    assert result.ret == 0
-    workers = {p.name: p.read_text() for p in (pytester.path / "workers").iterdir()}
-    inversion = {w for name, w in workers.items() if name.startswith("inversion")}
-    finetune = {w for name, w in workers.items() if name.startswith("finetune")}
-    assert len(workers) == 8 and len(inversion) == 1, workers
-    assert finetune - inversion, "the other worker must run fine-tuning cases meanwhile"
-    cases = json.loads((pytester.path / "ptibench-out/results.json").read_text())["cases"]
-    assert len(cases) == 8 and not any("@" in c["nodeid"] for c in cases)

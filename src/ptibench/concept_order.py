@@ -659,10 +659,11 @@ def _run(args) -> int:
                 eval=config,
                 eval_every=args.eval_every,
                 pivot_lr=args.pivot_lr,
+                seed=args.seed,
             )
             result = run_case(spec, cache_dir=cache, progress=args.progress)
             case = _json_safe(result.to_dict())
-            case["nodeid"] = f"{stage}-{spec.lr_id}"
+            case["nodeid"] = f"{stage}-{spec.lr_id}-seed{spec.seed}"
             case["outcome"] = "passed"
             document["cases"].append(case)
             report.write_results(out, document)
@@ -712,6 +713,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--world", default="tiny-world")
     run.add_argument("--concept", default="yellow-ring")
     run.add_argument("--pivot-lr", type=float, default=None)
+    run.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     run.add_argument("--samples-per-prompt", type=int, default=None)
     run.add_argument("--sample-steps", type=int, default=None)
     run.add_argument("--out", default="ptibench-out/concept-order")

@@ -315,8 +315,6 @@ def pytest_configure(config):
     )
     if not is_worker:
         config.pluginmanager.register(CaseCollector(config), "ptibench-case-collector")
-        if opt.lr_grid is not None and getattr(opt, "dist", "no") == "load":
-            opt.dist = "loadgroup"
 
 
 def _check_method(config) -> None:
@@ -429,44 +427,15 @@ def _is_case(item) -> bool:
     return SPEC_FIXTURE in getattr(item, "fixturenames", ())
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Mark the cases (and group the batched ones, see `batch_group`) before xdist's worker
-    hook reads the groups; without --lr-grid, deselect them."""
     state = config.stash[STATE]
     cases = [item for item in items if _is_case(item)]
     for item in cases:
         item.add_marker(pytest.mark.ptibench)
-        group = batch_group(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
     if state.grid is None and cases:
         state.deselected = len(cases)
         config.hook.pytest_deselected(items=cases)
         items[:] = [item for item in items if not _is_case(item)]
-
-
-GROUP_PREFIX = "ptibench-grid-"
-
-
-def batch_group(item) -> str | None:
-    """The xdist group of a case that a batched grid trains: under `-n N` the plugin turns the
-    default `--dist load` into `loadgroup`, so the whole batched stage-1 grid goes to one worker
-    (which trains it once) while the others run the fine-tuning cases, instead of idling on the
-    grid's lock."""
-    from ptibench.methods import get_method
-    from ptibench.stages.batched import batchable, enabled, group_key
-
-    spec = getattr(item, "callspec", None) and item.callspec.params.get(SPEC_FIXTURE)
-    if spec is None or not enabled() or not batchable(spec, get_method(spec.method)):
-        return None
-    return GROUP_PREFIX + group_key(spec)[:12]
-
-
-def plain_nodeid(nodeid: str) -> str:
-    """The node id without the `@group` suffix xdist's loadgroup appends on workers."""
-    head, sep, group = nodeid.rpartition("@")
-    return head if sep and group.startswith(GROUP_PREFIX) else nodeid
 
 
 def pytest_collection_finish(session):
@@ -566,7 +535,7 @@ class CaseRunner:
 
     def _publish(self, result, verdict: str, note: str = "") -> None:
         case = _json_safe(result.to_dict())
-        case["nodeid"] = plain_nodeid(self.request.node.nodeid)
+        case["nodeid"] = self.request.node.nodeid
         case["baseline"] = {"verdict": verdict, "note": note}
         self.request.node.user_properties.append((PAYLOAD_KEY, json.dumps(case)))
 
@@ -647,7 +616,7 @@ class CaseCollector:
         for payload in payloads:
             case = json.loads(payload)
             case["outcome"] = report.outcome
-            state.cases[plain_nodeid(report.nodeid)] = case
+            state.cases[report.nodeid] = case
         try:
             from ptibench.report import write_results
 
