@@ -57,6 +57,8 @@ CONTEXT_KEYS = ("background", "position")
 DEFAULT_SHARE = 0.8
 DEFAULT_BOUND = 0.1
 DEFAULT_MIN_GAIN = 0.1
+"""A curve whose appearance gains less than this (a share of samples) has learned nothing to
+measure a share of: with 8 samples x 9 prompts one sample is 0.014, so 0.1 is ~7 samples."""
 DEFAULT_APPEARANCE = "all"
 APPEARANCE_SCOPES = {
     "all": ("appearance_all", "all prompts"),
@@ -65,8 +67,6 @@ APPEARANCE_SCOPES = {
 }
 """Which prompts' samples the appearance curve is read from: `recon` is what the case metric
 `appearance` measures; `all` (the default) also asks that edits keep the concept."""
-"""A curve whose appearance gains less than this (a share of samples) has learned nothing to
-measure a share of: with 8 samples x 9 prompts one sample is 0.014, so 0.1 is ~7 samples."""
 
 CURVE_METRICS = (
     "appearance_all",
