@@ -45,6 +45,21 @@ def test_pipeline_meets_the_position_bar(following):
     assert following.position >= 0.70, following
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: at t=T position words move the UNet's prediction by ~0.2, colour words by "
+    "~26: the position word never reaches the features (see README, Known limits)",
+)
+def test_position_words_move_the_prediction_like_colour_words(pipe):
+    template = "a large red circle on a blue background at the {}"
+    position = quality.word_sensitivity(pipe, template, ["left", "right", "center"])
+    colour = quality.word_sensitivity(
+        pipe, "a large {} circle on a blue background at the left", ["red", "green", "white"]
+    )
+    assert quality.word_sensitivity(pipe, template, ["left", "left"]) == 0.0
+    assert position >= 0.1 * colour, (position, colour)
+
+
 def test_manifest_records_the_training_run():
     manifest = json.loads((WORLD / "manifest.json").read_text())
     t2i = manifest["text_to_image"]

@@ -436,6 +436,27 @@ def pytest_collection_modifyitems(config, items):
         state.deselected = len(cases)
         config.hook.pytest_deselected(items=cases)
         items[:] = [item for item in items if not _is_case(item)]
+    elif cases:
+        ordered = iter(worker_friendly_order(cases))
+        items[:] = [next(ordered) if _is_case(item) else item for item in items]
+
+
+def worker_friendly_order(cases: list) -> list:
+    """Cases in the order that keeps two or more xdist workers busy.
+
+    The first inversion case trains the whole stage-1 grid batched (minutes) and every other
+    inversion case waits on that run's lock. xdist's load scheduler starts each worker on two
+    consecutive items, so two inversion cases go first (the training worker's share), then the
+    cases that do not wait on it (fine-tuning), then the other inversion cases, which by then
+    read their embeddings from the cache. Alone, the order changes nothing.
+    """
+
+    def is_inversion(item) -> bool:
+        return item.callspec.params[SPEC_FIXTURE].stage == "inversion"
+
+    inversion = [c for c in cases if hasattr(c, "callspec") and is_inversion(c)]
+    others = [c for c in cases if c not in inversion]
+    return inversion[:2] + others + inversion[2:]
 
 
 def pytest_collection_finish(session):
