@@ -49,16 +49,36 @@ def held_out_prompts(n: int, seed: int = 123) -> list[Attributes]:
     return list(seen)
 
 
+def full_prompt(attrs: Attributes) -> str:
+    """The caption that names every attribute (what prompt following is measured on)."""
+    return describe(
+        attrs.shape,
+        size=attrs.size,
+        colour=attrs.colour,
+        background=attrs.background,
+        position=attrs.position,
+    )
+
+
+def score_images(images, combos: list[Attributes]) -> PromptFollowing:
+    """Share of images in which the oracle reads back each attribute of its prompt."""
+    readings = [oracle.read(img) for img in images]
+    score = {
+        key: float(
+            np.mean(
+                [getattr(r, key) == getattr(a, key) for r, a in zip(readings, combos, strict=True)]
+            )
+        )
+        for key in ("background", "colour", "position", "size", "shape")
+    }
+    return PromptFollowing(prompts=len(combos), **score)
+
+
 def measure_prompt_following(
     pipe, n_prompts: int = 64, seed: int = 0, batch: int = 64
 ) -> PromptFollowing:
     combos = held_out_prompts(n_prompts)
-    prompts = [
-        describe(
-            a.shape, size=a.size, colour=a.colour, background=a.background, position=a.position
-        )
-        for a in combos
-    ]
+    prompts = [full_prompt(a) for a in combos]
     images = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
@@ -71,16 +91,7 @@ def measure_prompt_following(
             output_type="np",
         )
         images.extend(out.images)
-    readings = [oracle.read(img) for img in images]
-    score = {
-        key: float(
-            np.mean(
-                [getattr(r, key) == getattr(a, key) for r, a in zip(readings, combos, strict=False)]
-            )
-        )
-        for key in ("background", "colour", "position", "size", "shape")
-    }
-    return PromptFollowing(prompts=len(prompts), **score)
+    return score_images(images, combos)
 
 
 @torch.no_grad()
