@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from ptibench.world import oracle
@@ -32,6 +32,10 @@ attributes = st.builds(
 
 @settings(max_examples=150, deadline=None)
 @given(attrs=attributes, seed=st.integers(0, 2**16))
+# a large triangle whose base row is under half covered (once read as small) and a small black
+# ring on white, whose anti-aliased edge pixels outnumber its core (once read as green)
+@example(attrs=Attributes("triangle", "green", "black", "left", "large"), seed=234)
+@example(attrs=Attributes("ring", "black", "white", "top", "small"), seed=1)
 def test_oracle_reads_rendered_attributes_exactly(attrs, seed):
     reading = oracle.read(render(attrs, np.random.default_rng(seed)))
     assert reading.matches(

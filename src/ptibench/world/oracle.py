@@ -10,12 +10,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .render import COLOURS, NOVEL_SHAPES, POSITIONS, RESOLUTION, SHAPES, SIZES, shape_mask
+from .render import COLOURS, NOVEL_SHAPES, POSITIONS, RESOLUTION, SHAPES, shape_mask
 
 _PALETTE_NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[c] for c in _PALETTE_NAMES], dtype=np.float64)
 _FOREGROUND_DISTANCE = 80.0
-_SIZE_THRESHOLD = (2 * SIZES["small"] + 2 * SIZES["large"]) / 2
+_SIZE_THRESHOLD = 8.5
+"""Between the widest small object (a circle of radius 3.5 x 1.05: 7.35 px) and the narrowest
+large one (a square of side 2 x 0.85 x 6 x 0.95: 9.69 px), in 32-px image units."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,11 @@ def read(image, shapes: tuple[str, ...] = SHAPES + NOVEL_SHAPES) -> Reading:
     fraction = float(mask.mean())
     if mask.sum() < 2:
         return Reading(background, None, None, None, None, fraction)
-    colour = _nearest_colour(np.median(pixels[mask], axis=0))
+    # the object's colour from its core (the pixels farthest from the background): a thin shape's
+    # mask is mostly anti-aliased edge, whose blend of colours can sit nearer another palette entry
+    core = mask & (distance >= 0.8 * distance[mask].max())
+    fg_rgb = np.median(pixels[core], axis=0)
+    colour = _nearest_colour(fg_rgb)
     ys, xs = np.nonzero(mask)
     scale = width / RESOLUTION
     cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
@@ -66,9 +72,20 @@ def read(image, shapes: tuple[str, ...] = SHAPES + NOVEL_SHAPES) -> Reading:
     anchors = np.array(list(POSITIONS.values()))
     position = list(POSITIONS)[int(np.argmin(((anchors - offset) ** 2).sum(axis=1)))]
     extent = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1) / scale
-    size = "large" if extent > _SIZE_THRESHOLD else "small"
+    coverage = distance / max(float(np.linalg.norm(fg_rgb - bg_rgb)), 1e-6)
+    size = "large" if _soft_extent(coverage, ys, xs) / scale > _SIZE_THRESHOLD else "small"
     shape = _best_shape(mask, cx, cy, extent * scale / 2, shapes, width)
     return Reading(background, colour, position, size, shape, fraction)
+
+
+def _soft_extent(coverage: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> float:
+    """Width or height of the object (the larger), summed from its per-pixel coverage around the
+    mask's box rather than counted from the thresholded mask: anti-aliased edges count by how much
+    they are covered, so a large triangle whose base row is under half covered is not read as
+    small."""
+    top, left = max(int(ys.min()) - 1, 0), max(int(xs.min()) - 1, 0)
+    box = np.clip(coverage[top : ys.max() + 2, left : xs.max() + 2], 0.0, 1.0)
+    return float(max(box.max(axis=0).sum(), box.max(axis=1).sum()))
 
 
 def _best_shape(
