@@ -19,7 +19,7 @@ from .errors import PtibenchError
 from .io import atomic_write_json, ensure_dir, file_lock, publish_dir, read_json
 from .spec import CaseResult, CaseSpec
 
-CORE_VERSION = "1"
+CORE_VERSION = "2"
 """Version of the shared training/evaluation code; part of every method version in the key."""
 
 RESULT_FILE = "result.json"
