@@ -45,6 +45,14 @@ def test_pipeline_meets_the_position_bar(following):
     assert following.position >= 0.70, following
 
 
+def test_word_sensitivity_measures_words_the_model_follows(pipe):
+    """The probe behind the position xfail: the same word moves nothing; colour words, which the
+    shipped world follows, move the t=T prediction far (measured ~26)."""
+    template = "a large {} circle on a blue background at the left"
+    assert quality.word_sensitivity(pipe, template, ["red", "red"]) == 0.0
+    assert quality.word_sensitivity(pipe, template, ["red", "green", "white"]) > 10.0
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="known gap: at t=T position words move the UNet's prediction by ~0.2, colour words by "

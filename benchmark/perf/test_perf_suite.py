@@ -220,8 +220,8 @@ def reference_phases(reference: ReferenceLoop, steps: int) -> dict[str, float]:
     gradient; reference time / forward_backward time bounds what removing the rest can buy."""
     seconds = reference.phase_seconds
     phases = {f"ref_{k}_s_per_step": round(v / steps, 4) for k, v in seconds.items()}
-    total = sum(reference.phase_seconds.values())
-    shared = reference.phase_seconds["forward_backward"]
+    total = sum(seconds.values())
+    shared = seconds["forward_backward"]
     return {
         **phases,
         "ref_share_not_done_by_ptibench": round(1 - shared / total, 3),

@@ -37,8 +37,12 @@ from ptibench.world.quality import (
     held_out_prompts,
     score_images,
 )
-from ptibench.world.render import caption
-from ptibench.world.train import CFG_DROPOUT, _CaptionTokens, _cosine_lr, latent_loss_weights
+from ptibench.world.train import (
+    _CaptionTokens,
+    _cosine_lr,
+    latent_loss_weights,
+    text_to_image_loss,
+)
 
 LATENT = 4
 
@@ -101,20 +105,9 @@ def main() -> None:
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * _cosine_lr(step, args.steps)
-        idx = rng.integers(0, len(latents), args.batch)
-        captions = [
-            "" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx
-        ]
-        x0 = latents[torch.from_numpy(idx)]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
-        pred = unet(
-            scheduler.add_noise(x0, noise, t),
-            t,
-            encoder_hidden_states=text_encoder(tokens(captions))[0],
-        ).sample
-        w = weights[torch.from_numpy(idx)]
-        loss = ((pred - scheduler.get_velocity(x0, noise, t)) ** 2 * w).mean() / w.mean()
+        loss = text_to_image_loss(
+            unet, text_encoder, tokens, scheduler, data, latents, weights, args.batch, rng, gen
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

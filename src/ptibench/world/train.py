@@ -140,6 +140,24 @@ def latent_loss_weights(alpha: torch.Tensor, foreground_weight: float) -> torch.
     return 1.0 + foreground_weight * mask
 
 
+def text_to_image_loss(
+    unet, text_encoder, tokens, scheduler, data, latents, weights, batch: int, rng, gen
+) -> torch.Tensor:
+    """One batch's object-weighted v-prediction loss. Images and captions (CFG-dropped) come from
+    `rng`, noise and timesteps from `gen`, in that order: the recipe's data stream."""
+    idx = rng.integers(0, len(latents), batch)
+    captions = ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
+    x0 = latents[torch.from_numpy(idx)]
+    noise = torch.randn(x0.shape, generator=gen)
+    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = scheduler.get_velocity(x0, noise, t)
+    hidden = text_encoder(tokens(captions))[0]
+    pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+    w = weights[torch.from_numpy(idx)]
+    return ((pred - target) ** 2 * w).mean() / w.mean()
+
+
 def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train text encoder + UNet jointly on cached latents, v-prediction, zero terminal SNR,
     with the object's latent pixels weighted up (see `latent_loss_weights`)."""
@@ -167,19 +185,18 @@ def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) ->
     for step in tqdm(range(config.t2i_steps), desc="text-to-image", mininterval=30):
         for group in opt.param_groups:
             group["lr"] = config.t2i_lr * _cosine_lr(step, config.t2i_steps)
-        idx = rng.integers(0, len(latents), config.t2i_batch)
-        captions = [
-            "" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx
-        ]
-        x0 = latents[torch.from_numpy(idx)]
-        noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t)
-        hidden = text_encoder(tokens(captions))[0]
-        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-        w = weights[torch.from_numpy(idx)]
-        loss = ((pred - target) ** 2 * w).mean() / w.mean()
+        loss = text_to_image_loss(
+            unet,
+            text_encoder,
+            tokens,
+            scheduler,
+            data,
+            latents,
+            weights,
+            config.t2i_batch,
+            rng,
+            gen,
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
