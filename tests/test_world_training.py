@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 from ptibench.world.train import (
     TrainConfig,
     train_clip,
+    train_layout,
     train_lpips_backbone,
     train_text_to_image,
     train_vae,
@@ -20,6 +21,7 @@ TINY = TrainConfig(
     vae_batch=4,
     t2i_steps=4,
     t2i_batch=4,
+    layout_steps=2,
     save_every=2,
     clip_steps=3,
     clip_batch=8,
@@ -31,6 +33,7 @@ TINY = TrainConfig(
 def _train(out, config):
     train_vae(out, config)
     train_text_to_image(out, config)
+    train_layout(out, config)
     train_clip(out, config)
     train_lpips_backbone(out, config)
     return out
@@ -72,5 +75,5 @@ def test_other_seed_other_weights(twice, tmp_path):
 
 def test_manifest_is_written(twice):
     manifest = json.loads((twice[0] / "manifest.json").read_text())
-    assert {"vae", "text_to_image", "clip", "lpips"} <= manifest.keys()
+    assert {"vae", "text_to_image", "layout", "clip", "lpips"} <= manifest.keys()
     assert manifest["text_to_image"]["steps_done"] == TINY.t2i_steps

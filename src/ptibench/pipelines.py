@@ -55,6 +55,8 @@ def detect_kind(folder: Path) -> str:
 def pipeline_class(kind: str):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
+    from .world import layout_unet  # noqa: F401  (the tiny world's UNet class, for diffusers)
+
     if kind == "sd":
         return StableDiffusionPipeline
     if kind == "sdxl":

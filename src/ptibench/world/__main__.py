@@ -1,4 +1,4 @@
-"""`python -m ptibench.world train --out fixtures/tiny-world [--part vae,t2i,clip,lpips]`,
+"""`python -m ptibench.world train --out fixtures/tiny-world [--part vae,t2i,layout,clip,lpips]`,
 `python -m ptibench.world concepts --out fixtures/concepts`."""
 
 from __future__ import annotations
@@ -9,11 +9,19 @@ import sys
 from pathlib import Path
 
 from .concepts import CONCEPTS, write_concept
-from .train import TrainConfig, train_clip, train_lpips_backbone, train_text_to_image, train_vae
+from .train import (
+    TrainConfig,
+    train_clip,
+    train_layout,
+    train_lpips_backbone,
+    train_text_to_image,
+    train_vae,
+)
 
 PARTS = {
     "vae": train_vae,
     "t2i": train_text_to_image,
+    "layout": train_layout,
     "clip": train_clip,
     "lpips": train_lpips_backbone,
 }
@@ -24,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the tiny world's models from scratch")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--part", default="vae,t2i,clip,lpips")
+    train.add_argument("--part", default="vae,t2i,layout,clip,lpips")
     for field in dataclasses.fields(TrainConfig):
         train.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default))
     concepts = sub.add_parser("concepts", help="write the novel concepts' folders")

@@ -35,6 +35,8 @@ class PromptFollowing:
 def load_pipeline(world: Path):
     from diffusers import StableDiffusionPipeline
 
+    from . import layout_unet  # noqa: F401  (its UNet class, for diffusers)
+
     pipe = StableDiffusionPipeline.from_pretrained(world / "pipeline", torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe

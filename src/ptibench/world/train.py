@@ -1,7 +1,8 @@
 """Training recipes for the tiny world's four models, each deterministic given its seed.
 
 Order matters: the VAE first (the text-to-image model trains on its cached latents), then the
-text-to-image pipeline; the CLIP and the LPIPS backbone are independent of both.
+text-to-image pipeline, then its layout phase (on the saved pipeline); the CLIP and the LPIPS
+backbone are independent of all three.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from . import components
 from .dataset import foreground_alpha, render_set
+from .layout_unet import add_layout
 from .render import COLOURS, POSITIONS, SHAPES, SIZES, caption
 
 CFG_DROPOUT = 0.1
@@ -41,6 +43,14 @@ class TrainConfig:
     t2i_foreground_weight: float = 10.0
     ema_decay: float = 0.999
     save_every: int = 500
+    layout_steps: int = 1000
+    layout_lr: float = 5e-4
+    layout_map_lr: float = 1e-4
+    layout_scale_lr: float = 1e-3
+    layout_weight: float = 10.0
+    layout_high_t_share: float = 0.5
+    layout_high_t_from: int = 950
+    layout_ema_decay: float = 0.995
     clip_steps: int = 1200
     clip_batch: int = 64
     lpips_steps: int = 1000
@@ -141,21 +151,52 @@ def latent_loss_weights(alpha: torch.Tensor, foreground_weight: float) -> torch.
 
 
 def text_to_image_loss(
-    unet, text_encoder, tokens, scheduler, data, latents, weights, batch: int, rng, gen
+    unet,
+    text_encoder,
+    tokens,
+    scheduler,
+    data,
+    latents,
+    weights,
+    batch: int,
+    rng,
+    gen,
+    high_t_share: float = 0.0,
+    high_t_from: int = 0,
+    batch_out: dict | None = None,
 ) -> torch.Tensor:
     """One batch's object-weighted v-prediction loss. Images and captions (CFG-dropped) come from
-    `rng`, noise and timesteps from `gen`, in that order: the recipe's data stream."""
+    `rng`, noise and timesteps from `gen`, in that order: the recipe's data stream. A share
+    `high_t_share` of the batch draws t from [high_t_from, T): where the noisy input no longer
+    shows where the object is, so only the caption can say it. `batch_out`, if given, receives
+    the batch's indices, captions and text states."""
     idx = rng.integers(0, len(latents), batch)
     captions = ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
     x0 = latents[torch.from_numpy(idx)]
     noise = torch.randn(x0.shape, generator=gen)
-    t = torch.randint(0, scheduler.config.num_train_timesteps, (len(idx),), generator=gen)
+    total = scheduler.config.num_train_timesteps
+    high = round(len(idx) * high_t_share)
+    t = torch.randint(0, total, (len(idx) - high,), generator=gen)
+    if high:
+        t = torch.cat([torch.randint(high_t_from, total, (high,), generator=gen), t])
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
     hidden = text_encoder(tokens(captions))[0]
     pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+    if batch_out is not None:
+        batch_out.update(idx=idx, captions=captions, hidden=hidden)
     w = weights[torch.from_numpy(idx)]
     return ((pred - target) ** 2 * w).mean() / w.mean()
+
+
+def _cached_latents(config: TrainConfig, vae):
+    """The rendered training set, its latents (scaled) and the per-pixel loss weights."""
+    data = render_set(config.images, config.seed)
+    with torch.no_grad():
+        latents = torch.cat([vae.encode(c).latent_dist.mean for c in data.pixels.split(500)])
+        latents = latents * vae.config.scaling_factor
+    weights = latent_loss_weights(foreground_alpha(data), config.t2i_foreground_weight)
+    return data, latents, weights
 
 
 def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) -> dict:
@@ -165,11 +206,7 @@ def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) ->
 
     torch.manual_seed(config.seed + 1)
     vae = AutoencoderKL.from_pretrained(out / "vae")
-    data = render_set(config.images, config.seed)
-    with torch.no_grad():
-        latents = torch.cat([vae.encode(c).latent_dist.mean for c in data.pixels.split(500)])
-        latents = latents * vae.config.scaling_factor
-    weights = latent_loss_weights(foreground_alpha(data), config.t2i_foreground_weight)
+    data, latents, weights = _cached_latents(config, vae)
     tokenizer = components.build_tokenizer(out / "tokenizer-src")
     text_encoder = components.build_text_encoder()
     unet = components.build_unet()
@@ -220,6 +257,137 @@ def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) ->
             }
             _merge_manifest(out, "text_to_image", record)
     shutil.rmtree(out / "tokenizer-src", ignore_errors=True)
+    return record
+
+
+def position_map(position: str | None, size: int = 16, sigma: float = 2.0) -> torch.Tensor:
+    """The layout target for one caption: a Gaussian blob at the named position on the latent
+    grid, or zeros when the caption names none."""
+    if position is None:
+        return torch.zeros(size, size)
+    ox, oy = POSITIONS[position]
+    ys, xs = torch.meshgrid(torch.arange(size) + 0.5, torch.arange(size) + 0.5, indexing="ij")
+    scale = size / 32
+    cx, cy = size / 2 + ox * scale, size / 2 + oy * scale
+    return torch.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * sigma**2))
+
+
+def _named_position(attrs, text: str) -> str | None:
+    """The position a caption names (captions drop attributes at random), else None."""
+    return attrs.position if f" at the {attrs.position}" in text else None
+
+
+def fit_layout(unet, text_encoder, tokens, data, rng, captions: int = 6000) -> float:
+    """Set the layout map to the ridge regression of captions' position maps on their token
+    states, so the cue is right from the first step (from zero, the map and the UNet's use of it
+    would each wait for the other). Returns the fit's mean squared error."""
+    idx = rng.integers(0, len(data.attributes), captions)
+    texts = ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
+    with torch.no_grad():
+        x = torch.cat(
+            [text_encoder(tokens(texts[k : k + 500]))[0] for k in range(0, captions, 500)]
+        )
+    x = torch.cat([x.flatten(1), torch.ones(captions, 1)], 1).double()
+    size = unet.config.sample_size
+    y = torch.stack(
+        [
+            position_map(_named_position(data.attributes[i], t), size)
+            for i, t in zip(idx, texts, strict=True)
+        ]
+    ).flatten(1)
+    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y.double())
+    with torch.no_grad():
+        unet.layout.weight.copy_(w[:-1].T.float())
+        unet.layout.bias.copy_(w[-1].float())
+    return float(((x @ w - y) ** 2).mean())
+
+
+def train_layout(out: Path, config: TrainConfig) -> dict:
+    """Second text-to-image phase: give the trained UNet its layout path (see `layout_unet`),
+    fit the map, and fine-tune UNet and map with the text encoder frozen, half of each batch at
+    t >= 950 (where only the prompt can say where the object goes), plus the map's own loss
+    against the caption's position map. Starts from the saved pipeline, so it is the same
+    whether run right after `train_text_to_image` or later."""
+    torch.manual_seed(config.seed + 4)
+    pipe = StableDiffusionPipeline.from_pretrained(out / "pipeline", torch_dtype=torch.float32)
+    vae, text_encoder, tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
+    text_encoder.requires_grad_(False)
+    unet = add_layout(pipe.unet)
+    data, latents, weights = _cached_latents(config, vae)
+    tokens = _CaptionTokens(tokenizer)
+    rng = np.random.default_rng(config.seed + 5)
+    fit_error = fit_layout(unet, text_encoder, tokens, data, rng)
+    scheduler = components.build_train_scheduler()
+    unet.train()
+    ema_unet = copy.deepcopy(unet)
+    head = [unet.layout.weight, unet.layout.bias, unet.layout_scale]
+    rest = [p for p in unet.parameters() if all(p is not h for h in head)]
+    # The fitted map is wide (2,048 inputs): at the UNet's lr, Adam's first steps would undo it.
+    opt = torch.optim.AdamW(
+        [
+            {"params": rest, "lr": config.layout_lr, "weight_decay": 0.01},
+            {"params": head[:2], "lr": config.layout_map_lr, "weight_decay": 0.0},
+            {"params": head[2:], "lr": config.layout_scale_lr, "weight_decay": 0.0},
+        ]
+    )
+    base_lrs = [group["lr"] for group in opt.param_groups]
+    gen = torch.Generator().manual_seed(config.seed + 6)
+    size = unet.config.sample_size
+    start = time.time()
+    losses: list[float] = []
+    for step in tqdm(range(config.layout_steps), desc="layout", mininterval=30):
+        scale = _cosine_lr(step, config.layout_steps, warmup=min(20, config.layout_steps))
+        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+            group["lr"] = base * scale
+        batch: dict = {}
+        loss = text_to_image_loss(
+            unet,
+            text_encoder,
+            tokens,
+            scheduler,
+            data,
+            latents,
+            weights,
+            config.t2i_batch,
+            rng,
+            gen,
+            high_t_share=config.layout_high_t_share,
+            high_t_from=config.layout_high_t_from,
+            batch_out=batch,
+        )
+        target = torch.stack(
+            [
+                position_map(_named_position(data.attributes[i], t), size)
+                for i, t in zip(batch["idx"], batch["captions"], strict=True)
+            ]
+        )[:, None]
+        layout_loss = ((unet.layout_map(batch["hidden"]) - target) ** 2).mean()
+        total = loss + config.layout_weight * layout_loss
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(rest, 1.0)
+        opt.step()
+        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
+        _ema_update(ema_unet, unet, decay)
+        losses.append(loss.item())
+        if (step + 1) % config.save_every == 0 and step + 1 < config.layout_steps:
+            save_pipeline(out, vae, text_encoder, tokenizer, ema_unet)
+    save_pipeline(out, vae, text_encoder, tokenizer, ema_unet)
+    record = {
+        "steps": config.layout_steps,
+        "seconds": round(time.time() - start, 1),
+        "loss_last_100": float(np.mean(losses[-100:])),
+        "layout_fit_mse": fit_error,
+        "layout_loss_last": float(layout_loss.item()),
+        "batch": config.t2i_batch,
+        "lr": config.layout_lr,
+        "map_lr": config.layout_map_lr,
+        "scale_lr": config.layout_scale_lr,
+        "high_t_share": config.layout_high_t_share,
+        "high_t_from": config.layout_high_t_from,
+        "threads": torch.get_num_threads(),
+    }
+    _merge_manifest(out, "layout", record)
     return record
 
 
