@@ -35,7 +35,7 @@ from ptibench.world import components, quality
 from ptibench.world.assets import tiny_world_path
 from ptibench.world.dataset import foreground_alpha, render_set
 from ptibench.world.render import COLOURS, POSITIONS, caption, sample_attributes
-from ptibench.world.train import CFG_DROPOUT, _CaptionTokens, latent_loss_weights
+from ptibench.world.train import _CaptionTokens, latent_loss_weights, training_captions
 
 WORDS = list(POSITIONS)
 PROBE_TEMPLATE = "a large red circle on a blue background at the {}"
@@ -147,9 +147,7 @@ def fine_tune(steps: int, with_cue: bool) -> dict:
     text_encoder.train()
     for _ in range(steps):
         idx = rng.integers(0, len(latents), 32)
-        captions = [
-            "" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx
-        ]
+        captions = training_captions(data, idx, rng)
         if cue is not None:
             cue["maps"] = torch.stack(
                 [

@@ -150,6 +150,12 @@ def latent_loss_weights(alpha: torch.Tensor, foreground_weight: float) -> torch.
     return 1.0 + foreground_weight * mask
 
 
+def training_captions(data, idx, rng) -> list[str]:
+    """The recipe's captions for images `idx`: CFG-dropped to "" or randomly thinned and
+    reordered (`render.caption`), drawn from `rng` in that order."""
+    return ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
+
+
 def text_to_image_loss(
     unet,
     text_encoder,
@@ -171,7 +177,7 @@ def text_to_image_loss(
     shows where the object is, so only the caption can say it. `batch_out`, if given, receives
     the batch's indices, captions and text states."""
     idx = rng.integers(0, len(latents), batch)
-    captions = ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
+    captions = training_captions(data, idx, rng)
     x0 = latents[torch.from_numpy(idx)]
     noise = torch.randn(x0.shape, generator=gen)
     total = scheduler.config.num_train_timesteps
@@ -282,7 +288,7 @@ def fit_layout(unet, text_encoder, tokens, data, rng, captions: int = 6000) -> f
     states, so the cue is right from the first step (from zero, the map and the UNet's use of it
     would each wait for the other). Returns the fit's mean squared error."""
     idx = rng.integers(0, len(data.attributes), captions)
-    texts = ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
+    texts = training_captions(data, idx, rng)
     with torch.no_grad():
         x = torch.cat(
             [text_encoder(tokens(texts[k : k + 500]))[0] for k in range(0, captions, 500)]
