@@ -125,7 +125,9 @@ class ReferenceLoop:
                 raise AssertionError(f"reference reads {concept.images[index].file} differently")
         scheduler = bundle.train_scheduler
         self.scheduler = scheduler
-        self.stream = BatchStream(data, spec.batch_size, spec.seed, scheduler.num_train_timesteps)
+        self.stream = BatchStream(
+            data, spec.batch_size, spec.seed, scheduler.config.num_train_timesteps
+        )
         self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda _: 1.0)
         self.vae_generator = torch.Generator().manual_seed(spec.seed + 1)
         self.losses: list[float] = []

@@ -1,8 +1,10 @@
 """ptibench's perf suite: `pytest benchmark/perf` (no --lr-grid needed).
 
 Times on the tiny world: a stage-1 step, a stage-2 (LoRA) step, sampling, one full case, the
-reference textual-inversion loop side by side with ptibench's stage 1, and the batched lr grid
-side by side with K sequential runs; peak memory is the process's max RSS. Short runs (a few
+reference textual-inversion loop side by side with ptibench's stage 1 (eager, and with the
+training UNet compiled: the compile timed apart), and the batched lr grid side by side with K
+sequential runs; peak memory is the process's max RSS. The compiled side's first call builds
+inductor's kernels when its on-disk cache is cold (minutes), loads them when warm (seconds). Short runs (a few
 steps; PTIBENCH_PERF_STEPS overrides) whose per-step figures are extrapolated to the default
 1000 steps: the extrapolations are estimates and say so. Nothing here asserts a wall time.
 Ratios are measured in one process, the two sides alternating (A B A B), so machine noise
@@ -19,6 +21,7 @@ import torch
 from conftest import FIGURES, perf_steps, record
 from reference_loop import ReferenceLoop
 
+from ptibench.compiling import COMPILE_ENV
 from ptibench.methods import get_method
 from ptibench.spec import CaseSpec, EvalConfig
 from ptibench.stages import StageContext
@@ -158,33 +161,52 @@ def test_full_case(benchmark, perf_setup, tmp_path, monkeypatch):
     )
 
 
-def test_reference_loop_vs_ptibench(benchmark, perf_setup):
+def test_reference_loop_vs_ptibench(benchmark, perf_setup, monkeypatch):
     """diffusers' textual-inversion loop vs ptibench's stage 1: same world, batch, data, noise,
-    timesteps, steps and lr; alternating runs; ratio of total times and the losses side by side."""
+    timesteps, steps and lr; alternating runs; ratio of total times and the losses side by side.
+
+    ptibench runs twice per round: eager (the default) and with the training UNet compiled
+    (--compile). The compile itself is timed apart (the first call: a cold inductor cache builds
+    the kernels, a warm one loads them) and charged to a 1000-step case in the per-case ratio."""
     world, bundle, concept, pixels, data = perf_setup
     steps = perf_steps(30)
     spec = spec_for(world, steps=steps)
     method = get_method("pti")
-    times: dict[str, list[float]] = {"ptibench": [], "reference": []}
-    outcome, reference = None, None
+    times: dict[str, list[float]] = {"ptibench": [], "reference": [], "compiled": []}
+    outcome, reference, compiled = None, None, None
+
+    def ptibench_run(compile_unet: bool, run_spec: CaseSpec):
+        with monkeypatch.context() as patch:
+            patch.setenv(COMPILE_ENV, "1" if compile_unet else "0")
+            return timed(
+                lambda: method.train("inversion", StageContext(run_spec, concept, bundle, data))
+            )
 
     def both():
-        nonlocal outcome, reference
+        nonlocal outcome, reference, compiled
+        compile_s, _ = ptibench_run(True, spec.with_(steps=1))
+        times["compile"] = [compile_s]
         for _ in range(ROUNDS):
-            seconds, outcome = timed(
-                lambda: method.train("inversion", StageContext(spec, concept, bundle, data))
-            )
+            seconds, outcome = ptibench_run(False, spec)
             times["ptibench"].append(seconds)
             reference = ReferenceLoop(bundle, concept, pixels, data, spec)
             seconds, _ = timed(lambda loop=reference: loop.run(steps))
             times["reference"].append(seconds)
+            seconds, compiled = ptibench_run(True, spec)
+            times["compiled"].append(seconds)
         # the same loop on the posterior mean (what ptibench trains on): the objectives agree
         mean_run = ReferenceLoop(bundle, concept, pixels, data, spec, posterior="mean")
         losses["mean"] = mean_run.run(steps)
 
     losses: dict[str, list[float]] = {}
     once(benchmark, both)
-    ratio = sum(times["reference"]) / sum(times["ptibench"])
+    per_step = {k: sum(v) / (ROUNDS * steps) for k, v in times.items() if k != "compile"}
+    ratio = per_step["reference"] / per_step["ptibench"]
+    ratio_compiled = per_step["reference"] / per_step["compiled"]
+    compile_s = times["compile"][0]
+    ratio_case = (DEFAULT_STEPS * per_step["reference"]) / (
+        DEFAULT_STEPS * per_step["compiled"] + compile_s
+    )
     window = min(50, steps)
     ours = statistics.fmean(outcome.losses[-window:])
     theirs = statistics.fmean(reference.losses[-window:])
@@ -194,23 +216,31 @@ def test_reference_loop_vs_ptibench(benchmark, perf_setup):
         steps=steps,
         lr=spec.lr,
         batch=spec.batch_size,
-        ptibench_s_per_step=round(sum(times["ptibench"]) / (ROUNDS * steps), 4),
-        reference_s_per_step=round(sum(times["reference"]) / (ROUNDS * steps), 4),
+        ptibench_s_per_step=round(per_step["ptibench"], 4),
+        ptibench_compiled_s_per_step=round(per_step["compiled"], 4),
+        reference_s_per_step=round(per_step["reference"], 4),
         ratio_reference_over_ptibench=round(ratio, 2),
+        ratio_reference_over_ptibench_compiled=round(ratio_compiled, 2),
+        compile_s=round(compile_s, 1),
+        ratio_per_1000_step_case_compiled_incl_compile=round(ratio_case, 2),
         final_loss_ptibench=round(ours, 5),
+        final_loss_ptibench_compiled=round(statistics.fmean(compiled.losses[-window:]), 5),
         final_loss_reference=round(theirs, 5),
         first_loss_ptibench=round(outcome.losses[0], 5),
         first_loss_reference=round(reference.losses[0], 5),
         final_loss_reference_posterior_mean=round(statistics.fmean(losses["mean"][-window:]), 5),
         first_loss_reference_posterior_mean=round(losses["mean"][0], 5),
         vector_distance=round(float((reference.vector - outcome.vector).norm()), 5),
+        vector_distance_compiled_vs_eager=f"{float((compiled.vector - outcome.vector).norm()):.1e}",
         **reference_phases(reference, steps),
     )
     print(
-        f"\nreference / ptibench time = {ratio:.2f}x over {ROUNDS}x{steps} steps; "
-        f"final loss (mean of last {window}) ptibench {ours:.5f} vs reference {theirs:.5f}"
+        f"\nreference / ptibench time = {ratio:.2f}x eager, {ratio_compiled:.2f}x compiled "
+        f"(per 1000-step case with this process's {compile_s:.1f} s compile: {ratio_case:.2f}x) "
+        f"over {ROUNDS}x{steps} steps; final loss (mean of last {window}) ptibench {ours:.5f} "
+        f"vs reference {theirs:.5f}"
     )
-    assert len(reference.losses) == len(outcome.losses) == steps
+    assert len(reference.losses) == len(outcome.losses) == len(compiled.losses) == steps
 
 
 def reference_phases(reference: ReferenceLoop, steps: int) -> dict[str, float]:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from ptibench import baselines
+from ptibench.compiling import COMPILE_ENV
 from ptibench.errors import PtibenchError
 from ptibench.spec import DEFAULT_CONCEPT, DEFAULT_METHOD, DEFAULT_WORLD, STAGES
 
@@ -211,6 +212,13 @@ def pytest_addoption(parser):
         "the light window (concept_order.md/.png); the final metrics are unchanged",
     )
     group.addoption(
+        "--compile",
+        action="store_true",
+        default=False,
+        help="torch.compile the training UNet (sets PTIBENCH_COMPILE=1): ~13%% faster steps on "
+        "CPU once inductor's kernels are cached; the first compile on a machine takes minutes",
+    )
+    group.addoption(
         "--update-baselines",
         action="store_true",
         default=False,
@@ -300,6 +308,8 @@ def pytest_configure(config):
     if is_worker and assign_worker_gpu(os.environ) is None:
         share_cpu_threads(os.environ)
     opt = config.option
+    if opt.compile:
+        os.environ[COMPILE_ENV] = "1"
     invocation_dir = Path(config.invocation_params.dir)
     config.stash[STATE] = State(
         grid=opt.lr_grid,

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from . import compiling
 from .backends import load_bundle, load_metric_models, resolve_world, world_version
 from .cache import ResultCache, method_version
 from .concept import load_concept
@@ -95,6 +96,7 @@ def environment(spec: CaseSpec, world, version: str, method, device) -> dict[str
         "device": str(device),
         "dtype": world.dtype,
         "threads": torch.get_num_threads(),
+        "compiled": compiling.enabled(world),
         "seed": spec.seed,
         "git_commit": _git_commit(),
         "world": world.name,

@@ -16,7 +16,7 @@ A world config file (keys as ModelWorldConfig's fields; relative paths from the 
     lpips_net = "alex"                            # alex | vgg | squeeze (torchvision backbone)
     device = "cuda"                               # default: cuda if available, else cpu
     dtype = "bfloat16"                            # default: bfloat16 on cuda, float32 on cpu
-    compile = false                               # torch.compile the UNet (CUDA only)
+    compile = false                               # torch.compile the UNet (ptibench.compiling)
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..compiling import training_unet
 from . import EXPLOSION_FACTOR, BatchStream, TrainingData, TrainOutcome, diffusion_loss, is_finite
 from .inversion import distance_metrics
 
@@ -90,6 +91,7 @@ def train_batched(bundle, concept, data: TrainingData, specs, method, *, progres
         TrainOutcome(status="ok", vector=initial, initial=initial, losses=[]) for _ in specs
     ]
     active = list(range(len(specs)))
+    unet = training_unet(bundle, bundle.unet)
     bar = tqdm(
         range(1, steps + 1),
         desc=f"inversion grid x{len(specs)}",
@@ -118,7 +120,7 @@ def train_batched(bundle, concept, data: TrainingData, specs, method, *, progres
         x0 = torch.cat(latents)
         per_sample = diffusion_loss(
             bundle,
-            bundle.unet,
+            unet,
             x0,
             torch.cat(noise).to(x0.device),
             torch.cat(timesteps),

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..compiling import training_unet
 from ..errors import PtibenchError
 from ..io import atomic_path, file_lock
 from ..spec import CaseSpec, EvalConfig
@@ -127,13 +128,14 @@ def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
         status="ok", vector=pivot, initial=pivot, losses=[], unet=unet, lora=not full
     )
     scale = max(sum(float(p.detach().norm()) for p in bundle.unet.parameters()), 1e-6)
+    forward = training_unet(bundle, unet)
     bar = progress_bar(ctx, stage)
     for step in bar:
         batch = stream.next()
         latents = data.latents[batch.images]
         hidden = hidden_all[batch.templates.to(hidden_all.device)]
         loss = diffusion_loss(
-            bundle, unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
+            bundle, forward, latents, batch.noise.to(latents.device), batch.timesteps, hidden
         )
         if not take_step(loss, method.regulariser(stage), optimizer, outcome, step):
             break

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from ..compiling import training_unet
 from . import (
     EXPLOSION_FACTOR,
     BatchStream,
@@ -44,6 +45,7 @@ def train(ctx: StageContext, method) -> TrainOutcome:
     )
     limit = EXPLOSION_FACTOR * max(float(initial.norm()), 1e-6)
     outcome = TrainOutcome(status="ok", vector=initial, initial=initial, losses=[])
+    unet = training_unet(bundle, bundle.unet)
     bar = progress_bar(ctx, "inversion")
     for step in bar:
         batch = stream.next()
@@ -51,7 +53,7 @@ def train(ctx: StageContext, method) -> TrainOutcome:
         hidden = bundle.encode_ids(data.ids[used], data.mask[used], vector)[which]
         latents = data.latents[batch.images]
         loss = diffusion_loss(
-            bundle, bundle.unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
+            bundle, unet, latents, batch.noise.to(latents.device), batch.timesteps, hidden
         )
         extra = method.regulariser("inversion", vector=vector, initial=initial)
         if not take_step(loss, extra, optimizer, outcome, step):

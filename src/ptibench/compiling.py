@@ -1,0 +1,45 @@
+"""torch.compile for the training UNet: opt-in, because it pays only once compiled.
+
+On CPU, inductor fuses the UNet's many small element-wise kernels (GroupNorm, SiLU, GELU, the
+residual adds) between its convolutions and matmuls into single loops, so a stage-1 step on
+the tiny world costs 10-14% less (README, Performance). The first compile on a machine builds
+C++ kernels and takes minutes (about 105 s for the tiny world's stage-1 graph on 2 cores);
+later processes find them in inductor's on-disk cache and pay seconds (5-8 s, mostly tracing).
+So it is off by default, and worth turning on where the same graphs train many steps.
+
+Turned on by PTIBENCH_COMPILE=1 (the pytest flag --compile sets it) or by a world config's
+`compile = true` (which on CUDA also compiles the sampling UNet, see
+pipelines.enable_cuda_speedups). Compiled and eager runs agree to float rounding, not bitwise.
+
+Only the training forward and backward go through the compiled module; evaluation samples with
+the eager UNet, whose batch shapes differ per case and would each need a graph of their own.
+Copies of a module (stage 2 trains a deepcopy per case) reuse the compiled graph: dynamo treats
+parameters as inputs, so a new copy does not recompile.
+"""
+
+from __future__ import annotations
+
+import os
+
+COMPILE_ENV = "PTIBENCH_COMPILE"
+
+
+def enabled(config=None) -> bool:
+    """Whether training compiles its UNet: the environment switch or the world's `compile`."""
+    if os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    return bool(getattr(config, "compile", False))
+
+
+def training_unet(bundle, unet):
+    """`unet` as the training loop should call it: compiled when enabled, else itself.
+
+    A module already compiled in place (the CUDA path of a world with `compile = true`) is
+    returned as it is. Shapes may change between calls (a batched grid drops diverged cases),
+    so dynamo marks a dimension dynamic after the first change instead of recompiling per size.
+    """
+    if not enabled(bundle.config) or getattr(unet, "_compiled_call_impl", None) is not None:
+        return unet
+    import torch  # here, not at the top: the pytest plugin reads COMPILE_ENV without torch
+
+    return torch.compile(unet, dynamic=None)
