@@ -4,11 +4,11 @@ Times on the tiny world: a stage-1 step, a stage-2 (LoRA) step, sampling, one fu
 reference textual-inversion loop side by side with ptibench's stage 1 (eager, and with the
 training UNet compiled: the compile timed apart), and the batched lr grid side by side with K
 sequential runs; peak memory is the process's max RSS. The compiled side's first call builds
-inductor's kernels when its on-disk cache is cold (minutes), loads them when warm (seconds). Short runs (a few
-steps; PTIBENCH_PERF_STEPS overrides) whose per-step figures are extrapolated to the default
-1000 steps: the extrapolations are estimates and say so. Nothing here asserts a wall time.
-Ratios are measured in one process, the two sides alternating (A B A B), so machine noise
-hits both alike.
+inductor's kernels when its on-disk cache is cold (minutes), loads them when warm (seconds).
+Short runs (a few steps; PTIBENCH_PERF_STEPS overrides) whose per-step figures are extrapolated
+to the default 1000 steps: the extrapolations are estimates and say so. Nothing here asserts a
+wall time. Ratios are measured in one process, the two sides alternating (A B A B), so machine
+noise hits both alike.
 """
 
 from __future__ import annotations

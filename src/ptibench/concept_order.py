@@ -576,8 +576,10 @@ def plot(path: Path, document: Mapping[str, Any], **thresholds) -> None:
         left.set_xlabel("step")
         left.set_title(f"{stage}: vs step (dots: light window)", fontsize=9)
         right.set_xlabel("distance travelled")
-        if any(d and d > 0 for r in rows for d in r.distance[1:]):
-            right.set_xscale("symlog", linthresh=1e-3)
+        moved = [d for r in rows for d in r.distance[1:] if d and d > 0]
+        if moved:
+            # linear from 0 (the start) to the first checkpoint's distance, log beyond it
+            right.set_xscale("symlog", linthresh=min(moved))
             right.set_xlim(left=0)
         right.set_title(f"{stage}: vs distance", fontsize=9)
     if not stages:
