@@ -4,7 +4,7 @@ On CPU, inductor fuses the UNet's many small element-wise kernels (GroupNorm, Si
 residual adds) between its convolutions and matmuls into single loops, so a stage-1 step on
 the tiny world costs 10-14% less (README, Performance). The first compile on a machine builds
 C++ kernels and takes minutes (about 105 s for the tiny world's stage-1 graph on 2 cores);
-later processes find them in inductor's on-disk cache and pay seconds (5-8 s, mostly tracing).
+later processes find them in inductor's on-disk cache and pay seconds (6-9 s, mostly tracing).
 So it is off by default, and worth turning on where the same graphs train many steps.
 
 Turned on by PTIBENCH_COMPILE=1 (the pytest flag --compile sets it) or by a world config's
