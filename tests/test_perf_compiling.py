@@ -71,6 +71,7 @@ def test_compiled_stage1_reproduces_the_eager_run(tmp_path_factory, monkeypatch)
         return method.train("inversion", StageContext(spec, concept, bundle, data))
 
     eager = train("0")
+    torch._dynamo.reset()  # a graph compiled earlier in this process must not hide the compile
     graphs = counters["stats"]["unique_graphs"]
     compiled = train("1")
     assert counters["stats"]["unique_graphs"] > graphs, "nothing was compiled"
@@ -113,3 +114,17 @@ def test_results_record_whether_training_was_compiled(monkeypatch):
     monkeypatch.setenv(COMPILE_ENV, "0")
     assert environment(spec, World(), "v", Method(), "cpu")["compiled"] is False
     assert compiling.enabled(World()) is False
+
+
+def test_compiled_runs_have_cache_entries_of_their_own(tmp_path, monkeypatch):
+    """Cases and stage-2 pivots: a compiled run neither reads nor fills the eager entries."""
+    from ptibench.cache import ResultCache
+
+    cache, spec = ResultCache(tmp_path), CaseSpec(stage="inversion", lr=1e-2)
+    method = get_method("pti")
+    names = {}
+    for switch in ("0", "1"):
+        monkeypatch.setenv(COMPILE_ENV, switch)
+        names[switch] = (cache.entry(spec, "v", method).name, cache.pivot_path(spec, "v", method))
+    assert names["1"][0] == names["0"][0] + "-compiled"
+    assert names["1"][1] != names["0"][1]

@@ -196,3 +196,9 @@ def test_what_changed_explains_a_mismatch():
     now = {"device": "cuda:0", "world_version": "aa", "versions": {"torch": "2.15.0"}}
     assert what_changed(recorded, now) == "device cpu -> cuda:0; torch 2.14.1 -> 2.15.0"
     assert what_changed(recorded, recorded) == ""
+
+
+def test_what_changed_names_compiled_training_against_an_eager_baseline():
+    older = {"device": "cpu"}  # recorded before baselines said whether training was compiled
+    assert what_changed(older, {"device": "cpu", "compiled": True}) == "compiled False -> True"
+    assert what_changed(older, {"device": "cpu", "compiled": False}) == ""

@@ -314,12 +314,15 @@ def format_rows(rows: list[Row]) -> str:
     )
 
 
-EXPLAINING_FIELDS = ("world_version", "method_version", "device", "dtype", "threads")
+EXPLAINING_FIELDS = ("world_version", "method_version", "device", "dtype", "threads", "compiled")
+RECORDED_DEFAULTS = {"compiled": False}
+"""Fields that baselines recorded before the field existed had this value."""
 
 
 def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What differs between the baseline's recording context and this run's (versions, device,
-    world and method versions), as one line; '' when nothing recorded differs."""
+    world and method versions, compiled training), as one line; '' when nothing differs."""
+    recorded, now = {**RECORDED_DEFAULTS, **recorded}, {**RECORDED_DEFAULTS, **now}
     changes = [
         f"{name} {recorded[name]} -> {now.get(name)}"
         for name in EXPLAINING_FIELDS

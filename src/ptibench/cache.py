@@ -55,7 +55,13 @@ class ResultCache:
         self.root = Path(root) if root is not None else default_cache_dir()
 
     def entry(self, spec: CaseSpec, world_version: str, method) -> Entry:
-        return Entry(self.root, f"{spec.key()}-{world_version}-{method_version(method)}")
+        """A compiled run (PTIBENCH_COMPILE) gets entries of its own: its float rounding differs,
+        and near divergence a 1000-step run amplifies that into different metrics. (A world
+        config's `compile = true` is already part of its world version.)"""
+        from .compiling import enabled
+
+        name = f"{spec.key()}-{world_version}-{method_version(method)}"
+        return Entry(self.root, name + ("-compiled" if enabled() else ""))
 
     def pivot_path(self, pivot_spec: CaseSpec, world_version: str, method) -> Path:
         """Where the stage-1 embedding of `pivot_spec` is shared as a stage-2 pivot."""

@@ -9,7 +9,10 @@ So it is off by default, and worth turning on where the same graphs train many s
 
 Turned on by PTIBENCH_COMPILE=1 (the pytest flag --compile sets it) or by a world config's
 `compile = true` (which on CUDA also compiles the sampling UNet, see
-pipelines.enable_cuda_speedups). Compiled and eager runs agree to float rounding, not bitwise.
+pipelines.enable_cuda_speedups). Compiled and eager steps agree to float rounding, not bitwise;
+near divergence (the tiny world's LoRA lrs 3e-3 and 1e-2) 1000 steps grow that into different
+metrics, so compiled runs have cache entries of their own (cache.ResultCache.entry) and a
+baseline mismatch names `compiled` among what changed.
 
 Only the training forward and backward go through the compiled module; evaluation samples with
 the eager UNet, whose batch shapes differ per case and would each need a graph of their own.

@@ -669,6 +669,7 @@ def recorded_context(config, result) -> dict[str, Any]:
         "device": env.get("device", "cpu"),
         "dtype": env.get("dtype"),
         "threads": env.get("threads"),
+        "compiled": bool(env.get("compiled", False)),
         "world_version": env.get("world_version"),
         "method_version": env.get("method_key"),
         "versions": {**versions(), **env.get("versions", {})},
