@@ -2,7 +2,7 @@
 
 On CPU, inductor fuses the UNet's many small element-wise kernels (GroupNorm, SiLU, GELU, the
 residual adds) between its convolutions and matmuls into single loops, so a stage-1 step on
-the tiny world costs 10-14% less (README, Performance). The first compile on a machine builds
+the tiny world costs 9-14% less (README, Performance). The first compile on a machine builds
 C++ kernels and takes minutes (about 105 s for the tiny world's stage-1 graph on 2 cores);
 later processes find them in inductor's on-disk cache and pay seconds (6-9 s, mostly tracing).
 So it is off by default, and worth turning on where the same graphs train many steps.

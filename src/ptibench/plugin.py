@@ -215,7 +215,7 @@ def pytest_addoption(parser):
         "--compile",
         action="store_true",
         default=False,
-        help="torch.compile the training UNet (sets PTIBENCH_COMPILE=1): 10-14%% faster steps on "
+        help="torch.compile the training UNet (sets PTIBENCH_COMPILE=1): 9-14%% faster steps on "
         "CPU once inductor's kernels are cached; the first compile on a machine takes minutes",
     )
     group.addoption(
