@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from . import compiling
 from .errors import PtibenchError
 from .io import atomic_write_json, ensure_dir, file_lock, publish_dir, read_json
 from .spec import CaseResult, CaseSpec
@@ -58,10 +59,8 @@ class ResultCache:
         """A compiled run (PTIBENCH_COMPILE) gets entries of its own: its float rounding differs,
         and near divergence a 1000-step run amplifies that into different metrics. (A world
         config's `compile = true` is already part of its world version.)"""
-        from .compiling import enabled
-
         name = f"{spec.key()}-{world_version}-{method_version(method)}"
-        return Entry(self.root, name + ("-compiled" if enabled() else ""))
+        return Entry(self.root, name + ("-compiled" if compiling.enabled() else ""))
 
     def pivot_path(self, pivot_spec: CaseSpec, world_version: str, method) -> Path:
         """Where the stage-1 embedding of `pivot_spec` is shared as a stage-2 pivot."""
