@@ -8,7 +8,7 @@ point), so `PYTHONPATH=src pytest benchmark/ --lr-grid` works from a plain check
 from importlib import metadata
 
 if not any(ep.name == "ptibench" for ep in metadata.entry_points(group="pytest11")):
-    pytest_plugins = ["ptibench.plugin"]
+    pytest_plugins = ["ptibench.harness.plugin"]
 
 
 def pytest_ignore_collect(collection_path, config):

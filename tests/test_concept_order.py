@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from test_plugin_support import BENCHMARK_TEST, run
 
-from ptibench import concept_order
-from ptibench.backends import write_random_world
 from ptibench.concept import load_concept
-from ptibench.runner import run_case
+from ptibench.evaluation import leakage
+from ptibench.models.random_weights import write_random_world
+from ptibench.run.runner import run_case
 from ptibench.spec import CaseSpec, EvalConfig
+from ptibench.studies.concept_order import analysis
+from ptibench.studies.concept_order import report as concept_report
 from ptibench.world.render import Attributes, render
 
 pytest_plugins = ["pytester"]
@@ -62,7 +64,7 @@ def _image(shape, colour, background, position, size="large"):
 
 def test_oracle_metrics_count_appearance_copies_and_wins():
     concept = load_concept("yellow-ring")
-    probe = concept_order.make_probe(concept)
+    probe = leakage.make_probe(concept)
     assert probe.appearance == {"shape": "ring", "colour": "yellow"}
     assert ("black", "left") in probe.contexts and len(probe.contexts) == 5
     prompts = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
@@ -81,7 +83,7 @@ def test_oracle_metrics_count_appearance_copies_and_wins():
             )
         else:
             rows.append([_image("ring", "yellow", "black", "left")] * 2)
-    metrics = concept_order.oracle_metrics(
+    metrics = leakage.oracle_metrics(
         probe, np.stack([np.stack(r) for r in rows]), {"context_copy": 0.25, "context_wins": 0.0}
     )
     assert metrics["appearance_recon"] == 0.5
@@ -122,7 +124,7 @@ CASES = [
 
 
 def test_window_and_lead_from_curves():
-    stages = concept_order.analyse(CASES)
+    stages = analysis.analyse(CASES)
     assert list(stages) == ["inversion", "finetune"]
     low, mid, high = stages["finetune"]
     assert low.appearance_step is None and low.verdict == "no appearance gain"
@@ -133,7 +135,7 @@ def test_window_and_lead_from_curves():
     (inversion,) = stages["inversion"]
     assert inversion.appearance_step == 200 and inversion.leakage_step is None
     assert inversion.window == [200, 300, 400]
-    line = concept_order.summary_lines({"cases": CASES})[1]
+    line = concept_report.summary_lines({"cases": CASES})[1]
     assert line.startswith("concept order finetune: appearance first at 1/2 lrs")
     assert "light window: 1e-03@200" in line
 
@@ -143,24 +145,24 @@ def test_appearance_can_be_read_from_the_reconstruction_prompt():
     case = _case("finetune", 1e-3, [0.3] * 5, [0, 0, 0.5, 0.5, 0.5], [0, 1, 2, 3, 4])
     for point, recon in zip(case["curves"], [0.25, 1.0, 1.0, 1.0, 1.0], strict=True):
         point["appearance_recon"] = recon
-    everything = concept_order.summarise(case)
-    recon = concept_order.summarise(case, appearance="recon")
+    everything = analysis.summarise(case)
+    recon = analysis.summarise(case, appearance="recon")
     assert everything.verdict == "no appearance gain"
     assert recon.appearance_step == 100 and recon.leakage_step == 200 and recon.lead_steps == 100
-    assert concept_order.summarise(CASES[0], appearance="recon") is None
-    assert "the reconstruction prompt" in concept_order.markdown(
+    assert analysis.summarise(CASES[0], appearance="recon") is None
+    assert "the reconstruction prompt" in concept_report.markdown(
         {"cases": [case]}, appearance="recon"
     )
 
 
 def test_render_writes_table_and_plot(tmp_path):
-    paths = concept_order.render(tmp_path, {"cases": CASES})
+    paths = concept_report.render(tmp_path, {"cases": CASES})
     assert [p.name for p in paths] == ["concept_order.md", "concept_order.png"]
     text = (tmp_path / "concept_order.md").read_text()
     assert "## finetune" in text and "| 1e-03 | 0 | 0.20->1.00 | 200 (4) |" in text
     assert (tmp_path / "concept_order.png").read_bytes()[:4] == b"\x89PNG"
     assert (
-        concept_order.render(
+        concept_report.render(
             tmp_path / "none",
             {"cases": [{"spec": {"stage": "finetune", "lr": 1}, "status": "ok", "curves": []}]},
         )

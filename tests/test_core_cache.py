@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from ptibench.cache import ResultCache
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_path, atomic_write_json, read_json
-from ptibench.methods import get_method
+from ptibench.run.cache import ResultCache
 from ptibench.spec import CaseResult, CaseSpec
+from ptibench.training.methods import get_method
 
 
 def test_atomic_write_replaces_whole_and_cleans_up(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ptibench.assets import concepts_root
 from ptibench.concept import ConceptWarning, load_concept
 from ptibench.errors import PtibenchError
-from ptibench.world.assets import concepts_root
 
 
 @pytest.fixture

@@ -6,11 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from ptibench.backends import MetricModels, load_bundle, load_metric_models, write_random_world
-from ptibench.metrics import clip_i, clip_t, denoise_loss, lpips_pairwise, oracle_share
-from ptibench.sampling import to_model_range
-from ptibench.stages.finetune import lora_distance, weight_distance
-from ptibench.stages.inversion import distance_metrics
+from ptibench.evaluation.functional import (
+    clip_i,
+    clip_t,
+    denoise_loss,
+    lpips_pairwise,
+    oracle_share,
+)
+from ptibench.evaluation.sampling import to_model_range
+from ptibench.models.loading import load_bundle
+from ptibench.models.metric_models import MetricModels, load_metric_models
+from ptibench.models.random_weights import write_random_world
+from ptibench.training.finetune import lora_distance, weight_distance
+from ptibench.training.inversion import distance_metrics
 from ptibench.world.render import Attributes, render
 
 COLOURS = {"red": (1.0, -1.0, -1.0), "green": (-1.0, 1.0, -1.0), "blue": (-1.0, -1.0, 1.0)}
@@ -131,7 +139,7 @@ def test_distances_are_zero_when_nothing_moved(world):
     unet = copy.deepcopy(bundle.unet)
     base = {n: p.detach().clone() for n, p in unet.named_parameters()}
     assert weight_distance(unet, base) == 0.0
-    from ptibench.methods import get_method
+    from ptibench.training.methods import get_method
 
     unet.add_adapter(get_method("pti").lora_config())
     assert lora_distance(unet) == 0.0

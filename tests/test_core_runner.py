@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from ptibench.backends import load_bundle, write_random_world
+from ptibench.assets import tiny_world_path
 from ptibench.errors import PtibenchError
-from ptibench.methods import Method, available_methods, get_method, register_method
-from ptibench.runner import run_case, run_cases
+from ptibench.models.loading import load_bundle
+from ptibench.models.random_weights import write_random_world
+from ptibench.run.runner import run_case, run_cases
 from ptibench.spec import METRICS, CaseSpec, EvalConfig
-from ptibench.world.assets import tiny_world_path
+from ptibench.training.methods import Method, available_methods, get_method, register_method
 
 QUICK = EvalConfig(samples_per_prompt=1, sample_steps=2)
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -180,7 +181,7 @@ SCRIPT = textwrap.dedent(
     import json, sys
     import torch
     torch.set_num_threads(1)
-    from ptibench.runner import run_case
+    from ptibench.run.runner import run_case
     from ptibench.spec import CaseSpec
     out = []
     for blob, cache in zip(sys.argv[1::2], sys.argv[2::2]):

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ptibench.knee import find_knee, knee_stability, marginal_rates
+from ptibench.results.knee import find_knee, knee_stability, marginal_rates
 
 
 def two_phase(points: int, knee: int, noise: list[float]) -> tuple[list, list, list]:

@@ -7,12 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptibench.backends import load_bundle, write_random_world
 from ptibench.concept import load_concept
-from ptibench.methods import get_method
+from ptibench.models.loading import load_bundle
+from ptibench.models.random_weights import write_random_world
+from ptibench.run.pretrain import pretrain
 from ptibench.spec import CaseSpec, EvalConfig
-from ptibench.stages import StageContext, TrainingData
-from ptibench.stages.batched import batchable, pretrain, train_batched
+from ptibench.training.batched import batchable, train_batched
+from ptibench.training.loop import StageContext, TrainingData
+from ptibench.training.methods import get_method
 
 # per method: steps and lrs; the last lr explodes (the vector's norm passes the guard)
 GRIDS = {"pti": (12, (1e-2, 1.0, 100.0)), "pti-normreg": (8, (1e-1, 1e3))}
@@ -71,7 +73,7 @@ def test_only_default_loop_inversion_cases_are_batchable(setup):
 
 
 def test_run_cases_trains_the_grid_batched_with_results_in_the_same_form(setup, tmp_path):
-    from ptibench.runner import run_case, run_cases
+    from ptibench.run.runner import run_case, run_cases
 
     world = setup[0]
     quick = EvalConfig(samples_per_prompt=1, sample_steps=2)

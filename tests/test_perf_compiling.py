@@ -1,4 +1,4 @@
-"""The opt-in compiled training UNet (ptibench.compiling): when it is on, what it returns, that
+"""The opt-in compiled training UNet (ptibench.training.compiling): when it is on, what it returns,
 a compiled stage-1 run reproduces the eager one to float rounding, and the --compile flag.
 
 The reproduction test compiles for real (inductor builds C++ kernels: about 100 s on a cold
@@ -10,13 +10,14 @@ import pytest
 import torch
 from test_plugin_support import make_project, run
 
-from ptibench import compiling
-from ptibench.backends import load_bundle, write_random_world
-from ptibench.compiling import COMPILE_ENV, enabled, training_unet
 from ptibench.concept import load_concept
-from ptibench.methods import get_method
+from ptibench.models.loading import load_bundle
+from ptibench.models.random_weights import write_random_world
 from ptibench.spec import CaseSpec
-from ptibench.stages import StageContext, TrainingData
+from ptibench.training import compiling
+from ptibench.training.compiling import COMPILE_ENV, enabled, training_unet
+from ptibench.training.loop import StageContext, TrainingData
+from ptibench.training.methods import get_method
 
 pytest_plugins = ["pytester"]
 
@@ -99,7 +100,7 @@ def test_the_pytest_flag_sets_the_switch(pytester, monkeypatch):
 
 
 def test_results_record_whether_training_was_compiled(monkeypatch):
-    from ptibench.runner import environment
+    from ptibench.run.runner import environment
 
     class World:
         name, dtype, compile = "w", "float32", False
@@ -107,7 +108,7 @@ def test_results_record_whether_training_was_compiled(monkeypatch):
     class Method:
         name, version = "pti", "1"
 
-    monkeypatch.setattr("ptibench.runner.method_version", lambda method: "k")
+    monkeypatch.setattr("ptibench.run.runner.method_version", lambda method: "k")
     spec = CaseSpec(stage="inversion", lr=1e-2)
     monkeypatch.setenv(COMPILE_ENV, "1")
     assert environment(spec, World(), "v", Method(), "cpu")["compiled"] is True
@@ -118,7 +119,7 @@ def test_results_record_whether_training_was_compiled(monkeypatch):
 
 def test_compiled_runs_have_cache_entries_of_their_own(tmp_path, monkeypatch):
     """Cases and stage-2 pivots: a compiled run neither reads nor fills the eager entries."""
-    from ptibench.cache import ResultCache
+    from ptibench.run.cache import ResultCache
 
     cache, spec = ResultCache(tmp_path), CaseSpec(stage="inversion", lr=1e-2)
     method = get_method("pti")

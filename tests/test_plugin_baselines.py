@@ -9,7 +9,7 @@ import re
 import pytest
 from test_plugin_support import make_project, run
 
-from ptibench.baselines import what_changed
+from ptibench.results.baselines import what_changed
 
 pytest_plugins = ["pytester"]
 
@@ -164,7 +164,7 @@ def test_new_method_is_shown_beside_the_default_baseline(pytester):
     pytester.makeconftest(
         pytester.path.joinpath("conftest.py").read_text()
         + """
-from ptibench.methods import get_method, register_method
+from ptibench.training.methods import get_method, register_method
 
 
 class Renamed(type(get_method("pti"))):

@@ -7,7 +7,7 @@ import json
 
 from test_plugin_support import BENCHMARK_TEST, run
 
-from ptibench.backends import write_random_world
+from ptibench.models.random_weights import write_random_world
 
 pytest_plugins = ["pytester"]
 

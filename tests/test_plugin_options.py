@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_plugin_support import make_project, run
 
-from ptibench.baselines import lr_key
-from ptibench.plugin import PRESETS, LrGrid, assign_worker_gpu, parse_lr_grid, without_options
+from ptibench.grids import PRESETS, LrGrid, parse_lr_grid
+from ptibench.harness.fixture import without_options
+from ptibench.harness.workers import assign_worker_gpu
+from ptibench.spec import lr_key
 
 pytest_plugins = ["pytester"]
 

@@ -20,9 +20,9 @@ import numpy  # noqa: F401
 import pytest
 
 import ptibench
-import ptibench.methods  # noqa: F401 - and torch, which it imports
-import ptibench.plugin  # noqa: F401
-import ptibench.report  # noqa: F401
+import ptibench.harness.plugin
+import ptibench.results.report
+import ptibench.training.methods
 
 SYNTHETIC_CONFTEST = """
 '''Test double for the ptibench plugin's mechanics (see test_plugin_support): synthetic
@@ -69,9 +69,9 @@ def test_lr_case(ptibench_spec, ptibench):
 
 
 def plugin_args() -> list[str]:
-    """`-p ptibench.plugin` unless the pytest11 entry point already loads it."""
+    """`-p ptibench.harness.plugin` unless the pytest11 entry point already loads it."""
     installed = any(ep.name == "ptibench" for ep in metadata.entry_points(group="pytest11"))
-    return [] if installed else ["-p", "ptibench.plugin"]
+    return [] if installed else ["-p", "ptibench.harness.plugin"]
 
 
 def make_project(pytester: pytest.Pytester, shift: float = 0.0) -> None:

@@ -15,23 +15,25 @@ import pytest
 import torch
 from PIL import Image
 
-from ptibench import random_models
-from ptibench.backends import load_bundle, register_world, resolve_world
 from ptibench.concept import load_concept
 from ptibench.edit_prompts import DEFAULT_EDIT_PROMPTS
 from ptibench.errors import PtibenchError
-from ptibench.methods import get_method
-from ptibench.pipelines import SDXLBundle, embedding_tensors, save_learned_embeds
-from ptibench.plugin import assign_worker_gpu
-from ptibench.runner import run_case
-from ptibench.spec import CaseSpec, EvalConfig
-from ptibench.stages import StageContext, TrainingData
-from ptibench.world_config import (
+from ptibench.harness.workers import assign_worker_gpu
+from ptibench.models import random_weights as random_models
+from ptibench.models.artifacts import embedding_tensors, save_learned_embeds
+from ptibench.models.checkpoints import (
     ModelWorldConfig,
     check_lpips_backbone,
     check_open_clip_weights,
     resolve_model_world,
 )
+from ptibench.models.loading import load_bundle
+from ptibench.models.registry import register_world, resolve_world
+from ptibench.models.sdxl import SDXLBundle
+from ptibench.run.runner import run_case
+from ptibench.spec import CaseSpec, EvalConfig
+from ptibench.training.loop import StageContext, TrainingData
+from ptibench.training.methods import get_method
 
 QUICK = EvalConfig(samples_per_prompt=1, sample_steps=2)
 METRIC_MODELS = {"clip_arch": "ViT-B-32", "clip_pretrained": None, "lpips_weights": "random"}

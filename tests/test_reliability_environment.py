@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from test_plugin_support import BENCHMARK_TEST, make_project, plugin_args, subprocess_pythonpath
 
-from ptibench.backends import write_random_world
+from ptibench.models.random_weights import write_random_world
 
 pytest_plugins = ["pytester"]
 

@@ -37,9 +37,9 @@ from test_plugin_support import (
 )
 from test_reliability_inputs import odd_images
 
-from ptibench.backends import write_random_world
-from ptibench.tradeoff import build_tables
-from ptibench.world.assets import concepts_root
+from ptibench.assets import concepts_root
+from ptibench.models.random_weights import write_random_world
+from ptibench.results.tradeoff import build_tables
 
 pytest_plugins = ["pytester"]
 
@@ -287,7 +287,7 @@ KILLED_WRITER = textwrap.dedent(
 def test_a_kill_mid_write_leaves_the_previous_baseline_readable(tmp_path):
     """SIGKILL while a baseline file is being replaced (its new text written, not yet renamed):
     the old file is what is read back, and the leftover temp file is never read."""
-    from ptibench import baselines
+    from ptibench.results import baselines
     from ptibench.spec import CaseResult, CaseSpec
 
     root = tmp_path / "baselines"

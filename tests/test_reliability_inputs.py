@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 from test_plugin_support import make_project, run
 
-from ptibench.cli import main
-from ptibench.world.assets import concepts_root
+from ptibench.assets import concepts_root
+from ptibench.harness.cli import main
 
 pytest_plugins = ["pytester"]
 

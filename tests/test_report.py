@@ -6,7 +6,7 @@ import json
 
 from test_plugin_support import make_project, run, subprocess_pythonpath
 
-from ptibench.cli import main
+from ptibench.harness.cli import main
 
 pytest_plugins = ["pytester"]
 

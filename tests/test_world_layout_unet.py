@@ -8,7 +8,7 @@ from diffusers import StableDiffusionPipeline
 
 from ptibench.world import components
 from ptibench.world.layout_unet import LayoutUNet2DConditionModel, add_layout
-from ptibench.world.train import position_map
+from ptibench.world.train_layout import position_map
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from ptibench.assets import tiny_world_path
 from ptibench.world import quality
-from ptibench.world.assets import tiny_world_path
 from ptibench.world.render import sample_attributes
 
 WORLD = tiny_world_path()

@@ -6,14 +6,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ptibench.world.train import (
-    TrainConfig,
-    train_clip,
-    train_layout,
-    train_lpips_backbone,
-    train_text_to_image,
-    train_vae,
-)
+from ptibench.world.recipe import TrainConfig
+from ptibench.world.train_clip import train_clip
+from ptibench.world.train_layout import train_layout
+from ptibench.world.train_lpips import train_lpips_backbone
+from ptibench.world.train_t2i import train_text_to_image
+from ptibench.world.train_vae import train_vae
 
 TINY = TrainConfig(
     images=64,

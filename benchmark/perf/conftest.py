@@ -35,8 +35,9 @@ def perf_world(tmp_path_factory):
     threads = os.environ.get("PTIBENCH_PERF_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
-    from ptibench.backends import resolve_world, write_random_world
-    from ptibench.world.assets import tiny_world_path
+    from ptibench.assets import tiny_world_path
+    from ptibench.models.random_weights import write_random_world
+    from ptibench.models.registry import resolve_world
 
     choice = os.environ.get("PTIBENCH_PERF_WORLD", "tiny-world")
     if choice == "random" or not (tiny_world_path() / "pipeline" / "model_index.json").is_file():
@@ -46,9 +47,9 @@ def perf_world(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def perf_setup(perf_world):
-    from ptibench.backends import load_bundle
     from ptibench.concept import load_concept
-    from ptibench.stages import TrainingData
+    from ptibench.models.loading import load_bundle
+    from ptibench.training.loop import TrainingData
 
     bundle = load_bundle(perf_world)
     concept = load_concept(os.environ.get("PTIBENCH_PERF_CONCEPT", "yellow-ring"))

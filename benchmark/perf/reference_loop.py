@@ -18,7 +18,7 @@ spec's seed):
   (bicubic), passed through the flip transform and scaled to [-1, 1]; the caption tokenised with
   the placeholder added to (a copy of) the tokenizer; then collated. `flip_p` is 0 here, as
   ptibench trains without flips: this world's images carry their position (see
-  ptibench.stages.inversion). The construction checks that these token ids are exactly, and
+  ptibench.training.inversion). The construction checks that these token ids are exactly, and
   these pixels to float32 rounding, the ones ptibench trains on.
 
 Each step's time is split into phases (`phase_seconds`) so the perf suite can say how much of
@@ -43,7 +43,7 @@ from PIL import Image
 from torch.utils.data import default_collate
 from torchvision import transforms
 
-from ptibench.stages import BatchStream, TrainingData
+from ptibench.training.loop import BatchStream, TrainingData
 
 WEIGHT_DECAY = 1e-2
 

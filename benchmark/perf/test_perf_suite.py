@@ -21,11 +21,11 @@ import torch
 from conftest import FIGURES, perf_steps, record
 from reference_loop import ReferenceLoop
 
-from ptibench.compiling import COMPILE_ENV
-from ptibench.methods import get_method
 from ptibench.spec import CaseSpec, EvalConfig
-from ptibench.stages import StageContext
-from ptibench.stages.batched import train_batched
+from ptibench.training.batched import train_batched
+from ptibench.training.compiling import COMPILE_ENV
+from ptibench.training.loop import StageContext
+from ptibench.training.methods import get_method
 
 DEFAULT_STEPS = 1000
 INVERSION_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the plugin's default preset
@@ -91,7 +91,7 @@ def test_stage2_step(benchmark, perf_setup):
 
 
 def test_sampling(benchmark, perf_setup):
-    from ptibench.sampling import generate
+    from ptibench.evaluation.sampling import generate
 
     _, bundle, concept, _, _ = perf_setup
     config = EvalConfig()
@@ -120,8 +120,8 @@ def test_full_case(benchmark, perf_setup, tmp_path, monkeypatch):
     """One inversion case at the default evaluation, few steps; the 1000-step case and its
     evaluation share are extrapolated from the measured per-step time (an estimate). Training
     and evaluation are also timed in process CPU seconds (robust to a busy machine)."""
-    from ptibench import runner
-    from ptibench.methods import PTI
+    from ptibench.run import runner
+    from ptibench.training.methods import PTI
 
     cpu = {"train": 0.0, "eval": 0.0}
 

@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import PtibenchError
+from ptibench.assets import concepts_root
+from ptibench.edit_prompts import DEFAULT_EDIT_PROMPTS
+from ptibench.errors import PtibenchError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 REQUIRED_FIELDS = (
@@ -103,7 +105,6 @@ def concept_folder(name_or_folder: str | Path) -> Path:
         if not path.is_dir():
             raise PtibenchError(f"concept folder {path} does not exist")
         return path
-    from .world.assets import concepts_root
 
     root = concepts_root()
     folder = root / text
@@ -156,6 +157,35 @@ def load_concept(name_or_folder: str | Path) -> Concept:
     """Read and validate a concept folder (or shipped concept name)."""
     folder = concept_folder(name_or_folder)
     meta_path = folder / "concept.json"
+    data = _read_meta(folder, meta_path)
+    recon = _prompt(data["reconstruction_prompt"], "reconstruction_prompt", meta_path)
+    edits = _edit_prompts(data.get("edit_prompts"), meta_path)
+    templates = data.get("templates")
+    if templates is not None:
+        if not isinstance(templates, list) or not templates:
+            raise PtibenchError(f"{meta_path}: templates must be a non-empty list")
+        templates = tuple(_prompt(t, "templates", meta_path) for t in templates)
+    appearance = data.get("appearance")
+    if appearance is not None and not isinstance(appearance, dict):
+        raise PtibenchError(f"{meta_path}: appearance must be an object")
+    images, notes = _read_images(folder, meta_path, data.get("images"))
+    return Concept(
+        name=data["name"],
+        placeholder=data["placeholder"],
+        class_noun=data["class_noun"],
+        initializer=data["initializer"],
+        reconstruction_prompt=recon,
+        edit_prompts=edits,
+        images=images,
+        folder=folder,
+        appearance=appearance,
+        templates=templates,
+        notes=notes,
+    )
+
+
+def _read_meta(folder: Path, meta_path: Path) -> dict:
+    """concept.json as a dict with every required field of the right type."""
     if not meta_path.is_file():
         raise PtibenchError(f"{folder}: no concept.json")
     try:
@@ -166,16 +196,17 @@ def load_concept(name_or_folder: str | Path) -> Concept:
         raise PtibenchError(f"{meta_path}: expected a JSON object")
     for key in REQUIRED_FIELDS:
         _field(data, key, list if key == "edit_prompts" else str, meta_path)
-    recon = _prompt(data["reconstruction_prompt"], "reconstruction_prompt", meta_path)
-    edits = []
-    listed_edits = data.get("edit_prompts")
-    if listed_edits is None:  # real photos: the DreamBench-style default set
-        from .edit_prompts import DEFAULT_EDIT_PROMPTS
+    return data
 
-        listed_edits = list(DEFAULT_EDIT_PROMPTS)
-    if not isinstance(listed_edits, list):
+
+def _edit_prompts(listed: Any, meta_path: Path) -> tuple[EditPrompt, ...]:
+    """The edit prompts (plain strings or {prompt, expect}); none listed = the default set."""
+    if listed is None:  # real photos: the DreamBench-style default set
+        listed = list(DEFAULT_EDIT_PROMPTS)
+    if not isinstance(listed, list):
         raise PtibenchError(f"{meta_path}: field 'edit_prompts' must be a non-empty list")
-    for i, item in enumerate(listed_edits):
+    edits = []
+    for i, item in enumerate(listed):
         where = f"edit_prompts[{i}]"
         if isinstance(item, str):
             item = {"prompt": item}
@@ -187,16 +218,13 @@ def load_concept(name_or_folder: str | Path) -> Concept:
         edits.append(EditPrompt(_prompt(item["prompt"], where, meta_path), expect))
     if not edits:
         raise PtibenchError(f"{meta_path}: edit_prompts is empty")
-    templates = data.get("templates")
-    if templates is not None:
-        if not isinstance(templates, list) or not templates:
-            raise PtibenchError(f"{meta_path}: templates must be a non-empty list")
-        templates = tuple(_prompt(t, "templates", meta_path) for t in templates)
-    appearance = data.get("appearance")
-    if appearance is not None and not isinstance(appearance, dict):
-        raise PtibenchError(f"{meta_path}: appearance must be an object")
+    return tuple(edits)
 
-    listed = data.get("images")
+
+def _read_images(
+    folder: Path, meta_path: Path, listed: Any
+) -> tuple[tuple[ConceptImage, ...], tuple[str, ...]]:
+    """The listed images (none listed = every image file in the folder) and their notes."""
     if listed is None:
         entries = [
             {"file": p.name}
@@ -219,19 +247,7 @@ def load_concept(name_or_folder: str | Path) -> Concept:
         pixels, note = _read_image(path)
         if note:
             notes.append(note)
-            warnings.warn(note, ConceptWarning, stacklevel=2)
+            warnings.warn(note, ConceptWarning, stacklevel=3)
         extra = {k: v for k, v in entry.items() if k != "file"}
         images.append(ConceptImage(path, pixels, extra))
-    return Concept(
-        name=data["name"],
-        placeholder=data["placeholder"],
-        class_noun=data["class_noun"],
-        initializer=data["initializer"],
-        reconstruction_prompt=recon,
-        edit_prompts=tuple(edits),
-        images=tuple(images),
-        folder=folder,
-        appearance=appearance,
-        templates=templates,
-        notes=tuple(notes),
-    )
+    return tuple(images), tuple(notes)

@@ -20,7 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from .errors import PtibenchError
+from ptibench.errors import PtibenchError
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -80,19 +80,19 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _finite_json(value: Any) -> Any:
-    """NaN/inf are not JSON; store them as null so every reader can parse the file."""
+def json_safe(value: Any) -> Any:
+    """NaN/inf are not JSON: they become null (and keys strings) so every reader parses it."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    text = json.dumps(_finite_json(data), indent=2, sort_keys=True, allow_nan=False)
+    text = json.dumps(json_safe(data), indent=2, sort_keys=True, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
 

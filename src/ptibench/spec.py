@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
+
+from ptibench.errors import PtibenchError
 
 STAGES = ("inversion", "finetune", "finetune-full")
 DEFAULT_WORLD = "tiny-world"
@@ -132,7 +135,7 @@ class CaseSpec:
     @property
     def lr_id(self) -> str:
         """The id the benchmark and the baselines use for this lr, e.g. 'lr=5e-03'."""
-        return f"lr={self.lr:.0e}" if float(f"{self.lr:.0e}") == self.lr else f"lr={self.lr:.3e}"
+        return f"lr={lr_key(self.lr)}"
 
 
 @dataclass
@@ -163,3 +166,28 @@ class CaseResult:
         data["spec"] = CaseSpec.from_dict(data["spec"])
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def lr_key(lr: float) -> str:
+    """An lr as the benchmark ids and the baseline files key it: '5e-03', or '1.234e-03' when
+    one significant digit would not give it back exactly."""
+    return f"{lr:.0e}" if float(f"{lr:.0e}") == lr else f"{lr:.3e}"
+
+
+def validate_spec(spec: CaseSpec) -> None:
+    """Refuse what cannot be run, before anything loads."""
+    if spec.stage not in STAGES:
+        raise PtibenchError(f"unknown stage {spec.stage!r} (choose from {', '.join(STAGES)})")
+    if not isinstance(spec.lr, int | float) or not math.isfinite(spec.lr) or spec.lr < 0:
+        raise PtibenchError(f"lr must be a finite number >= 0, got {spec.lr!r}")
+    if not isinstance(spec.steps, int) or spec.steps < 1:
+        raise PtibenchError(f"steps must be a positive integer, got {spec.steps!r}")
+    if not isinstance(spec.batch_size, int) or spec.batch_size < 1:
+        raise PtibenchError(f"batch_size must be a positive integer, got {spec.batch_size!r}")
+    if spec.pivot_lr is not None and not (math.isfinite(spec.pivot_lr) and spec.pivot_lr > 0):
+        raise PtibenchError(f"pivot_lr must be a finite number > 0, got {spec.pivot_lr!r}")
+    if spec.eval_every is not None and spec.eval_every < 1:
+        raise PtibenchError(f"eval_every must be a positive integer, got {spec.eval_every!r}")
+    ev = spec.eval
+    if ev.samples_per_prompt < 1 or ev.sample_steps < 1:
+        raise PtibenchError("eval.samples_per_prompt and eval.sample_steps must be positive")

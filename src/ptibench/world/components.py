@@ -124,3 +124,13 @@ def build_train_scheduler() -> DDPMScheduler:
 
 def build_sample_scheduler() -> DPMSolverMultistepScheduler:
     return DPMSolverMultistepScheduler(**SCHEDULER_CONFIG, final_sigmas_type="zero")
+
+
+CLIP_MODEL_NAME = "ptibench-tiny-clip"
+
+
+CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 128, "heads": 4, "layers": 3},
+}

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .render import Attributes, render
+from ptibench.world.render import Attributes, render
 
 CONTEXTS = [
     ("black", "left"),

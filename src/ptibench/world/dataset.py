@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .render import COLOURS, Attributes, render, sample_attributes
+from ptibench.world.render import COLOURS, Attributes, render, sample_attributes
 
 
 @dataclass

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .render import COLOURS, NOVEL_SHAPES, POSITIONS, RESOLUTION, SHAPES, shape_mask
+from ptibench.world.render import COLOURS, NOVEL_SHAPES, POSITIONS, RESOLUTION, SHAPES, shape_mask
 
 _PALETTE_NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[c] for c in _PALETTE_NAMES], dtype=np.float64)

@@ -11,10 +11,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import oracle
-from .dataset import render_set, to_model_range
-from .render import COLOURS, Attributes, describe, render, sample_attributes
-from .train import CLIP_MODEL_NAME, LPIPS_RESOLUTION, clip_normalise
+from ptibench.world import oracle
+from ptibench.world.dataset import render_set, to_model_range
+from ptibench.world.render import COLOURS, Attributes, describe, render, sample_attributes
+from ptibench.world.components import CLIP_MODEL_NAME
+from ptibench.world.train_clip import clip_normalise
+from ptibench.world.train_lpips import LPIPS_RESOLUTION
 
 SAMPLE_STEPS = 20
 GUIDANCE = 4.0
@@ -35,7 +37,6 @@ class PromptFollowing:
 def load_pipeline(world: Path):
     from diffusers import StableDiffusionPipeline
 
-    from . import layout_unet  # noqa: F401  (its UNet class, for diffusers)
 
     pipe = StableDiffusionPipeline.from_pretrained(world / "pipeline", torch_dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)

@@ -1,0 +1,133 @@
+"""The options that select benchmark cases, declared once for pytest and for argparse.
+
+`add_case_options(add)` takes an `addoption`-like callable (a pytest option group's `addoption`
+or an argparse parser's `add_argument`: both take argparse's keywords), so the plugin and the
+command-line studies accept the same names with the same validation. `case_specs` turns the
+parsed values into CaseSpecs in one fixed order (every xdist worker must collect the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import Any
+
+from ptibench.grids import (
+    LrGrid,
+    name_text,
+    parse_lr_grid,
+    parse_stages,
+    positive_float,
+    positive_int,
+)
+from ptibench.spec import (
+    DEFAULT_CONCEPT,
+    DEFAULT_METHOD,
+    DEFAULT_WORLD,
+    STAGES,
+    CaseSpec,
+    EvalConfig,
+)
+
+DEFAULT_STAGES = ("inversion", "finetune")
+
+
+def add_grid_options(add: Callable[..., Any], *, lr_grid: str | None, stage: str | None) -> None:
+    """--lr-grid and --stage, with the caller's defaults (None: the plugin's)."""
+    add(
+        "--lr-grid",
+        type=parse_lr_grid,
+        nargs="?",
+        const=LrGrid(preset="default"),
+        default=lr_grid,
+        help="the lr grid: no value = each stage's default grid; a preset (default, quick, "
+        "wide); or lrs like 1e-4,1e-3,1e-2 (used for every stage)",
+    )
+    add(
+        "--stage",
+        type=parse_stages,
+        default=stage,
+        help=f"comma list of stages ({', '.join(STAGES)}); default "
+        f"{stage or ','.join(DEFAULT_STAGES) + ', or those of them the method has'}",
+    )
+
+
+def add_case_options(add: Callable[..., Any], *, eval_every: int | None = None) -> None:
+    """What a case is trained and evaluated with (world, concept, method, steps, sampling)."""
+    add("--steps", type=positive_int, default=1000, help="training steps (default 1000)")
+    add(
+        "--world",
+        "--model",
+        dest="world",
+        type=name_text,
+        default=DEFAULT_WORLD,
+        help=f"world or model: {DEFAULT_WORLD}, a Stable Diffusion (XL) diffusers folder or hub "
+        "id in the local Hugging Face cache, or a world config file (.json/.toml)",
+    )
+    add(
+        "--concept",
+        type=name_text,
+        default=DEFAULT_CONCEPT,
+        help=f"concept name or folder (default {DEFAULT_CONCEPT})",
+    )
+    add(
+        "--method",
+        default=DEFAULT_METHOD,
+        help=f"method name from the registry (default {DEFAULT_METHOD})",
+    )
+    add(
+        "--pivot-lr",
+        type=positive_float,
+        default=None,
+        help="inversion lr of the pivot that fine-tuning starts from",
+    )
+    add(
+        "--samples-per-prompt",
+        type=positive_int,
+        default=None,
+        help="samples per prompt of the evaluation",
+    )
+    add("--sample-steps", type=positive_int, default=None, help="sampler steps of the evaluation")
+    add(
+        "--eval-every",
+        type=positive_int,
+        default=eval_every,
+        metavar="N",
+        help="also evaluate every N training steps (and at step 0): concept-order curves and "
+        "the light window (concept_order.md/.png); the final metrics are unchanged",
+    )
+
+
+def eval_config(options: Any) -> EvalConfig:
+    """The evaluation settings: EvalConfig's defaults, less what the options override."""
+    changes = {
+        name: getattr(options, name)
+        for name in ("samples_per_prompt", "sample_steps")
+        if getattr(options, name, None) is not None
+    }
+    return replace(EvalConfig(), **changes)
+
+
+def case_specs(
+    options: Any, grid: LrGrid, stages: Iterable[str], seeds: Iterable[int]
+) -> list[CaseSpec]:
+    """One spec per (stage, lr, seed), in that order; `options` holds add_case_options' values."""
+    evaluation = eval_config(options)
+    seeds = list(seeds)
+    return [
+        CaseSpec(
+            stage=stage,
+            lr=lr,
+            world=options.world,
+            concept=options.concept,
+            method=options.method,
+            steps=options.steps,
+            seed=seed,
+            pivot_lr=None if stage == "inversion" else options.pivot_lr,
+            eval=evaluation,
+            eval_every=options.eval_every,
+        )
+        for stage in stages
+        for lr in grid.for_stage(stage)
+        for seed in seeds
+    ]

@@ -1,0 +1,80 @@
+"""Sampling for the metrics: every prompt of a case in as few pipeline calls as possible.
+
+Prompt embeddings are computed once per case (with the learned vector spliced in) and passed to
+the pipeline as prompt_embeds; the unconditional embedding is computed once per process. Sample
+j of every prompt starts from the noise of seed `eval.seed + j` (one generator per image), so
+all prompts and all cases share their starting noise: differences between cases come from the
+models, not from the draw. The scheduler is the pipeline's own (DPM-Solver multistep).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ptibench.models.bundle import ModelBundle, autocast, pipe_inputs
+from ptibench.spec import EvalConfig
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[0, 1] NCHW float -> NHWC uint8 (what a PNG holds; metrics are computed from this)."""
+    array = images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return array.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def to_model_range(images: np.ndarray) -> torch.Tensor:
+    """NHWC uint8 -> NCHW float in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+@torch.no_grad()
+def generate(
+    bundle: ModelBundle,
+    prompt_embeds: torch.Tensor,
+    config: EvalConfig,
+    *,
+    unet=None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Images for each prompt embedding: uint8 array [P, samples_per_prompt, H, W, 3]."""
+    prompts, per_prompt = len(prompt_embeds), config.samples_per_prompt
+    embeds = prompt_embeds.repeat_interleave(per_prompt, dim=0)
+    seeds = [config.seed + j for _ in range(prompts) for j in range(per_prompt)]
+    uncond = bundle.unconditional()
+    pipe = bundle.sampling_pipeline(unet)
+    pipe.set_progress_bar_config(disable=True)
+    chunk = max(1, bundle.config.sample_batch)
+    device = bundle.device
+    out = []
+    starts = range(0, len(embeds), chunk)
+    for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress, leave=False):
+        cond = embeds[start : start + chunk]
+        generators = [torch.Generator(device).manual_seed(s) for s in seeds[start : start + chunk]]
+        with autocast(device, bundle.dtype):
+            result = pipe(
+                **pipe_inputs(bundle, cond, uncond.expand(len(cond), -1, -1)),
+                num_inference_steps=config.sample_steps,
+                guidance_scale=config.guidance_scale,
+                generator=generators,
+                height=bundle.resolution,
+                width=bundle.resolution,
+                output_type="pt",
+            )
+        out.append(to_uint8(result.images))
+    images = np.concatenate(out)
+    return images.reshape(prompts, per_prompt, *images.shape[1:])
+
+
+def grid(images: np.ndarray, pad: int = 2) -> Image.Image:
+    """[rows, cols, H, W, 3] uint8 -> one PNG-ready image, one row per prompt."""
+    rows, cols, height, width = images.shape[:4]
+    canvas = np.full(
+        (rows * (height + pad) + pad, cols * (width + pad) + pad, 3), 128, dtype=np.uint8
+    )
+    for r in range(rows):
+        for c in range(cols):
+            top, left = pad + r * (height + pad), pad + c * (width + pad)
+            canvas[top : top + height, left : left + width] = images[r, c]
+    return Image.fromarray(canvas)

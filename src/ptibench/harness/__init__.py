@@ -1,0 +1,1 @@
+"""The pytest layer (plugin, options, session, fixture, workers) and the `ptibench` command."""

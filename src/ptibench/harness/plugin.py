@@ -1,0 +1,118 @@
+"""The ptibench pytest plugin: `pytest benchmark/ --lr-grid` runs the lr grid of each stage, checks
+every case against its stored baseline, and ends with the trade-off table, the knee and reports.
+
+The hooks hand off to a PluginSession (ptibench.harness.session). Per-case data travels on
+`report.user_properties`, so the controller of an xdist session sees every case; it merges them,
+rewrites results.json as cases finish (a killed session keeps them), and renders the reports in
+`pytest_sessionfinish`. The terminal summary only prints what was prepared there.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+import ptibench.studies.concept_order  # noqa: F401  (registers its report section)
+from ptibench.harness import hookspecs
+from ptibench.harness.fixture import CaseRunner
+from ptibench.harness.options import add_options
+from ptibench.harness.session import SESSION, SPEC_FIXTURE, PluginSession
+from ptibench.harness.workers import assign_worker_gpu, share_cpu_threads
+from ptibench.run.pretrain import pretrain
+from ptibench.run.runner import run_case
+from ptibench.training.batched import lr_group_key
+from ptibench.training.compiling import COMPILE_ENV
+
+
+def pytest_addhooks(pluginmanager):
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser):
+    add_options(parser)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "ptibench: a ptibench benchmark case (one stage and lr)")
+    session = PluginSession.from_config(config)
+    if session.is_worker and assign_worker_gpu(os.environ) is None:
+        share_cpu_threads(os.environ)
+    if config.option.compile:
+        os.environ[COMPILE_ENV] = "1"
+    config.stash[SESSION] = session
+    if not session.is_worker:
+        config.pluginmanager.register(CaseCollector(session), "ptibench-case-collector")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    session.config.stash[SESSION].check_selection()
+
+
+def pytest_generate_tests(metafunc):
+    if SPEC_FIXTURE not in metafunc.fixturenames:
+        return
+    plugin = metafunc.config.stash[SESSION]
+    if plugin.grid is None:
+        metafunc.parametrize(SPEC_FIXTURE, [None], ids=["needs-lr-grid"])
+        return
+    specs = plugin.specs()
+    metafunc.parametrize(SPEC_FIXTURE, specs, ids=[plugin.case_id(s) for s in specs])
+
+
+def pytest_collection_modifyitems(config, items):
+    config.stash[SESSION].order_items(items)
+
+
+def pytest_collection_finish(session):
+    plugin = session.config.stash.get(SESSION, None)
+    if plugin is not None:
+        plugin.remember_selection(session.items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_ptibench_run_case(spec, config):
+    """The default implementation: the batched stage-1 grid first (under a per-grid file lock:
+    one worker trains it, the others then read their embeddings from the cache), then the case."""
+    plugin = config.stash[SESSION]
+    progress = False if plugin.is_worker else None
+    if spec.stage == "inversion":
+        group = [
+            s
+            for s in plugin.grid_specs
+            if s.stage == "inversion" and lr_group_key(s) == lr_group_key(spec)
+        ]
+        pretrain(
+            group, cache_dir=plugin.cache_dir, progress=progress is None and sys.stderr.isatty()
+        )
+    return run_case(spec, cache_dir=plugin.cache_dir, progress=progress)
+
+
+@pytest.fixture
+def ptibench(request) -> CaseRunner:
+    return CaseRunner(request)
+
+
+class CaseCollector:
+    """Registered on the controller only: merges the cases' payloads as their reports arrive."""
+
+    def __init__(self, session: PluginSession):
+        self.session = session
+
+    def pytest_runtest_logreport(self, report):
+        self.session.merge(report)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    plugin = session.config.stash.get(SESSION, None)
+    if plugin is not None and not plugin.is_worker:
+        plugin.finish(session)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    plugin = config.stash.get(SESSION, None)
+    if plugin is not None:
+        plugin.write_summary(terminalreporter)

@@ -1,0 +1,287 @@
+"""The plugin's session object: what the options selected, the checks that turn a bad selection
+into a usage error, the cases in worker-friendly order, and (on the controller) the cases merged
+from every worker's reports into results.json and the reports rendered at the end.
+
+The hooks in ptibench.harness.plugin hand off to this object and do nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ptibench.case_options import DEFAULT_STAGES, case_specs
+from ptibench.concept import load_concept
+from ptibench.errors import PtibenchError
+from ptibench.grids import LrGrid
+from ptibench.models.registry import resolve_world
+from ptibench.provenance import commit_info, versions
+from ptibench.results import baselines
+from ptibench.results.document import results_document, run_context, write_results
+from ptibench.results.report import render, summary_lines
+from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
+from ptibench.training.methods import get_method
+
+PAYLOAD_KEY = "ptibench"
+SPEC_FIXTURE = "ptibench_spec"
+
+
+@dataclass
+class PluginSession:
+    """Everything the plugin keeps for one pytest session (on the controller it also merges the
+    cases' payloads as their reports arrive)."""
+
+    config: Any
+    grid: LrGrid | None
+    stages: tuple[str, ...]
+    out_dir: Path
+    baseline_dir: Path
+    cache_dir: Path | None
+    is_worker: bool
+    cases: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deselected: int = 0
+    grid_specs: list[CaseSpec] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config) -> PluginSession:
+        opt = config.option
+        here = Path(config.invocation_params.dir)
+        return cls(
+            config=config,
+            grid=opt.lr_grid,
+            stages=opt.stage or DEFAULT_STAGES,
+            out_dir=here / opt.ptibench_out,
+            baseline_dir=(
+                here / opt.ptibench_baselines
+                if opt.ptibench_baselines
+                else Path(config.rootpath) / "baselines"
+            ),
+            cache_dir=here / opt.ptibench_cache if opt.ptibench_cache else None,
+            is_worker=hasattr(config, "workerinput"),
+        )
+
+    # --- before collection: a bad selection is a usage error, not hours of training later
+
+    def check_selection(self) -> None:
+        if self.grid is None:
+            return
+        self._check_method()
+        self._check_world_and_concept()
+        if not self.is_worker:
+            self._check_out_dir()
+
+    def _check_method(self) -> None:
+        """--method must name a registered method that has every stage asked for; without
+        --stage, the default stages are narrowed to those the method has."""
+        try:
+            method = get_method(self.config.option.method)
+        except PtibenchError as error:
+            raise pytest.UsageError(f"--method: {error}") from None
+        if self.config.option.stage is None:
+            self.stages = (
+                tuple(s for s in DEFAULT_STAGES if s in method.stages) or method.stages[:1]
+            )
+        missing = [s for s in self.stages if s not in getattr(method, "stages", STAGES)]
+        if missing:
+            raise pytest.UsageError(
+                f"--method {method.name} has no stage {', '.join(missing)} "
+                f"(it has: {', '.join(method.stages)})"
+            )
+
+    def _check_world_and_concept(self) -> None:
+        for option, check in (("--world", resolve_world), ("--concept", load_concept)):
+            try:
+                check(getattr(self.config.option, option[2:]))
+            except PtibenchError as error:
+                raise pytest.UsageError(f"{option}: {error}") from None
+
+    def _check_out_dir(self) -> None:
+        probe = self.out_dir / f".ptibench-probe-{os.getpid()}"
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise pytest.UsageError(
+                f"--ptibench-out: cannot write in {self.out_dir}: {error.strerror or error}"
+            ) from None
+
+    # --- collection
+
+    def specs(self) -> list[CaseSpec]:
+        """The cases of this session, in the same order on every xdist worker."""
+        return case_specs(
+            self.config.option, self.grid, self.stages, range(self.config.option.seeds)
+        )
+
+    def case_id(self, spec: CaseSpec) -> str:
+        seeds = self.config.option.seeds
+        return f"{spec.stage}-{spec.lr_id}" + (f"-seed={spec.seed}" if seeds > 1 else "")
+
+    def order_items(self, items: list) -> None:
+        """Mark the case items; without --lr-grid deselect them, else put them in
+        worker-friendly order (other tests keep their places)."""
+        cases = [item for item in items if is_case(item)]
+        for item in cases:
+            item.add_marker(pytest.mark.ptibench)
+        if self.grid is None and cases:
+            self.deselected = len(cases)
+            self.config.hook.pytest_deselected(items=cases)
+            items[:] = [item for item in items if not is_case(item)]
+        elif cases:
+            ordered = iter(worker_friendly_order(cases))
+            items[:] = [next(ordered) if is_case(item) else item for item in items]
+
+    def remember_selection(self, items: list) -> None:
+        """The selected cases (after -k and deselection): the first inversion case of a grid
+        trains the whole selected grid batched (ptibench.run.pretrain)."""
+        if self.grid is not None:
+            self.grid_specs = [
+                item.callspec.params[SPEC_FIXTURE]
+                for item in items
+                if is_case(item) and hasattr(item, "callspec")
+            ]
+
+    # --- on the controller: merging, results.json, the reports
+
+    def merge(self, report) -> None:
+        """Take the case payloads of one report and rewrite results.json."""
+        payloads = [value for key, value in report.user_properties if key == PAYLOAD_KEY]
+        if not payloads or report.when != "call":
+            return
+        for payload in payloads:
+            case = json.loads(payload)
+            case["outcome"] = report.outcome
+            self.cases[report.nodeid] = case
+        try:
+            write_results(self.out_dir, self.document())
+        except Exception as error:  # noqa: BLE001 - a report problem must not stop the benchmark
+            message = str(error)  # a PtibenchError already names the file
+            if not isinstance(error, PtibenchError):
+                message = f"cannot write {self.out_dir / 'results.json'}: {error}"
+            if message not in self.errors:
+                self.errors.append(message)
+
+    def document(self) -> dict[str, Any]:
+        if not self.context:
+            opt = self.config.option
+            options = {
+                "lr_grid": str(self.grid),
+                "stages": list(self.stages),
+                **{
+                    name: getattr(opt, name)
+                    for name in (
+                        "steps",
+                        "world",
+                        "concept",
+                        "method",
+                        "seeds",
+                        "pivot_lr",
+                        "eval_every",
+                    )
+                },
+            }
+            self.context = run_context(
+                Path(self.config.rootpath), list(self.config.invocation_params.args), options
+            )
+        cases = list(self.cases.values())
+        return results_document(self.context, cases, reference_values(self.baseline_dir, cases))
+
+    def finish(self, session) -> None:
+        """Render the reports and the summary text; a failure here is an error line, exit 1."""
+        if self.grid is None:
+            if self.deselected:
+                self.summary.append(
+                    f"{self.deselected} benchmark test(s) deselected: "
+                    "pass --lr-grid to run the cases"
+                )
+            return
+        if not self.cases:
+            return
+        try:
+            document = self.document()
+            paths = render(self.out_dir, document)
+            self.summary.extend(summary_lines(document))
+            self.summary.append("reports: " + ", ".join(str(p) for p in paths))
+        except Exception as error:  # noqa: BLE001 - one line; the session still ends cleanly
+            self.errors.append(f"cannot write the reports in {self.out_dir}: {error}")
+        if self.errors and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def write_summary(self, terminalreporter) -> None:
+        if not self.summary and not self.errors:
+            return
+        try:
+            terminalreporter.write_sep("=", "ptibench")
+            for line in self.summary:
+                terminalreporter.write_line(line)
+            for error in self.errors:
+                terminalreporter.write_line(f"ptibench: error: {error}", red=True)
+        except Exception as error:  # noqa: BLE001 - the summary must never become a traceback
+            terminalreporter.write_line(f"ptibench: cannot print the summary: {error}")
+
+
+SESSION = pytest.StashKey[PluginSession]()
+
+
+def is_case(item) -> bool:
+    return SPEC_FIXTURE in getattr(item, "fixturenames", ())
+
+
+def worker_friendly_order(cases: list) -> list:
+    """Cases in the order that keeps two or more xdist workers busy.
+
+    The first inversion case trains the whole stage-1 grid batched (minutes) and every other
+    inversion case waits on that run's lock. xdist's load scheduler starts each worker on two
+    consecutive items, so two inversion cases go first (the training worker's share), then the
+    cases that do not wait on it (fine-tuning), then the other inversion cases, which by then
+    read their embeddings from the cache. Alone, the order changes nothing.
+    """
+
+    def is_inversion(item) -> bool:
+        return item.callspec.params[SPEC_FIXTURE].stage == "inversion"
+
+    inversion = [c for c in cases if hasattr(c, "callspec") and is_inversion(c)]
+    others = [c for c in cases if c not in inversion]
+    return inversion[:2] + others + inversion[2:]
+
+
+def recorded_context(config, result) -> dict[str, Any]:
+    """What a baseline entry records besides the numbers: versions, device, commit."""
+    env = dict(result.environment or {})
+    return {
+        "device": env.get("device", "cpu"),
+        "dtype": env.get("dtype"),
+        "threads": env.get("threads"),
+        "compiled": bool(env.get("compiled", False)),
+        "world_version": env.get("world_version"),
+        "method_version": env.get("method_key"),
+        "versions": {**versions(), **env.get("versions", {})},
+        "commit": commit_info(Path(config.rootpath)),
+    }
+
+
+def reference_values(baseline_dir: Path, cases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The default method's stored baselines beside each non-default method's cases."""
+    reference: dict[str, Any] = {}
+    for case in cases:
+        spec = CaseSpec.from_dict(case["spec"])
+        if spec.method == DEFAULT_METHOD:
+            continue
+        entry = baselines.stored_entry(baseline_dir, spec.with_(method=DEFAULT_METHOD))
+        if entry is None:
+            continue
+        group = "|".join((spec.world, spec.concept, spec.method, spec.stage))
+        reference.setdefault(group, {})[lr_key(spec.lr)] = {
+            "status": entry["status"],
+            "metrics": {name: m["value"] for name, m in entry["metrics"].items()},
+        }
+    return reference

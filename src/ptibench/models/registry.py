@@ -1,0 +1,58 @@
+"""Named worlds: `register_world(name, factory)` and `resolve_world(text)`, which also accepts
+a tiny-world folder, a world config file, a diffusers folder or a hub id in the local cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from ptibench.assets import tiny_world_path
+from ptibench.errors import PtibenchError
+from ptibench.models.checkpoints import resolve_model_world
+from ptibench.models.config import WorldConfig, tiny_world_config
+
+_WORLDS: dict[str, Callable[[], WorldConfig]] = {}
+
+
+def register_world(name: str, factory: Callable[[], WorldConfig]) -> None:
+    """Make `name` usable as CaseSpec.world (e.g. 'sd15' -> a WorldConfig for a checkpoint)."""
+    _WORLDS[name] = factory
+
+
+def _tiny_world() -> WorldConfig:
+
+    return tiny_world_config(tiny_world_path())
+
+
+register_world("tiny-world", _tiny_world)
+
+
+def resolve_world(world: str | WorldConfig) -> WorldConfig:
+    """A registered world name, or a folder with the tiny world's layout."""
+    if isinstance(world, WorldConfig):
+        return world
+    if world in _WORLDS:
+        return _WORLDS[world]()
+    path = Path(world).expanduser()
+    if (path / "pipeline" / "model_index.json").is_file():
+        return tiny_world_config(path, name=str(path))
+
+    model = resolve_model_world(str(world))
+    if model is not None:
+        return model
+    if (path / "model_index.json").is_file():
+        raise PtibenchError(
+            f"{path} is a bare diffusers pipeline: give it a WorldConfig (metric models, "
+            "templates) through ptibench.models.registry.register_world"
+        )
+    if path.is_dir():
+        raise PtibenchError(
+            f"world folder {path} is not a diffusers pipeline world (no pipeline/model_index.json)"
+        )
+    if "/" in str(world) or str(world).startswith("."):
+        raise PtibenchError(f"world path {path} does not exist")
+    known = ", ".join(sorted(_WORLDS))
+    raise PtibenchError(
+        f"unknown world {world!r}: not one of ({known}) nor a folder with pipeline/model_index.json"
+    )

@@ -1,0 +1,80 @@
+"""Where a result came from: installed package versions, the machine, the git commit.
+
+Read from package metadata and git, nothing imported: safe to call anywhere, cheap to repeat.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+PACKAGES = (
+    "ptibench",
+    "torch",
+    "diffusers",
+    "transformers",
+    "peft",
+    "open_clip_torch",
+    "lpips",
+    "kneed",
+    "numpy",
+    "pytest",
+)
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of what changes the numbers (read from metadata, nothing imported)."""
+    return {"python": platform.python_version(), **{name: version_of(name) for name in PACKAGES}}
+
+
+def machine_info() -> dict[str, Any]:
+    return {
+        "node": platform.node(),
+        "system": platform.system(),
+        "release": platform.release(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def commit_info(root: Path) -> dict[str, Any]:
+    """{id, dirty, branch} of the git checkout at `root`; None values outside git."""
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=False
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "id": commit,
+        "dirty": None if status is None else bool(status),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+    }
+
+
+def version_of(package: str) -> str | None:
+    """The installed version of `package`, None when it is not installed."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def package_commit() -> str | None:
+    """The git commit of the checkout ptibench itself runs from (None when installed from a
+    wheel): what a result's environment records."""
+    return commit_info(Path(__file__).resolve().parent)["id"]

@@ -1,0 +1,390 @@
+"""Stored baselines: one JSON file per world/concept/method/stage, entries keyed by the lr value.
+
+Layout: `baselines/<world>/<concept>/<method>/<stage>.json`::
+
+    {"format": "ptibench-baseline", "version": 1, "world": ..., "concept": ..., "method": ...,
+     "stage": ..., "entries": {"5e-03": {"<seed>": {
+         "spec": {...},                 # the full CaseSpec; other settings = no baseline
+         "status": "ok" | "diverged", "diverged_at": int | null,
+         "metrics": {"lpips": {"value": 0.31, "direction": "lower", "abs": 0.03, "rel": 0.1}, ...},
+         "recorded": {"versions", "seed", "device", "commit", "date", ...}}}}}
+
+Keys are lr values (`5e-03`), not node ids, so renaming a test or changing the grid keeps them.
+Tolerances are stored with each metric, so a hand-tuned one survives `--update-baselines`.
+
+Tolerance defaults (allowed = max(abs, rel * |baseline|)). CPU runs are bitwise-deterministic on one
+machine, but another CPU or BLAS changes the first float bits, and 1000 training steps plus
+sampling turn that into different samples; so the allowance is sized to sample noise across
+machines, and still catches a real regression (a metric moving by more than that noise). These
+are first choices, not yet checked against the seed spread of the trained tiny world (rerun with
+--seeds 3 and tighten or loosen per entry if the spread says so):
+
+- `lpips` (lower, one-sided): abs 0.03, rel 0.10 — a mean over pairs of few samples.
+- `clip_i`, `clip_t` (higher, one-sided): abs 0.02, rel 0.03 — cosines move in the 2nd decimal.
+- `denoise_loss` (lower, one-sided): abs 0.002, rel 0.05 — fixed noise and timesteps: stable.
+- `appearance`, `edit_success` (higher, one-sided shares): abs = two binomial standard deviations
+  at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25]; rel 0.
+- `distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training moves is a change in
+  the method even when the metrics look fine.
+- `cosine_to_init` (two-sided): abs 0.05; `final_loss` (two-sided): abs 0.005, rel 0.10.
+- any other metric a method reports: two-sided, abs 1e-6, rel 0.10.
+
+One-sided means only a change for the worse fails; an improvement beyond the allowance is shown
+as a note that suggests `--update-baselines`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptibench import io
+from ptibench.errors import PtibenchError
+from ptibench.results.tables import render_text
+from ptibench.spec import CaseResult, CaseSpec, lr_key
+
+FORMAT = "ptibench-baseline"
+VERSION = 1
+DIRECTIONS = ("higher", "lower", "both")
+STATUSES = ("ok", "diverged")
+SHARE_METRICS = ("appearance", "edit_success")
+# Spec fields that leave the final metrics unchanged (checkpointed evaluation is tested to end
+# bitwise-identical to a plain run), so a baseline recorded without them still applies.
+SETTINGS_WITHOUT_EFFECT = ("eval_every",)
+
+_FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
+    "lpips": (0.03, 0.10, "lower"),
+    "clip_i": (0.02, 0.03, "higher"),
+    "clip_t": (0.02, 0.03, "higher"),
+    "denoise_loss": (0.002, 0.05, "lower"),
+    "distance": (1e-3, 0.10, "both"),
+    "cosine_to_init": (0.05, 0.0, "both"),
+    "final_loss": (0.005, 0.10, "both"),
+}
+_OTHER_TOLERANCE = (1e-6, 0.10, "both")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far an obtained value may move from the baseline, and in which direction it may not."""
+
+    abs: float
+    rel: float
+    direction: str
+
+    def allowed(self, baseline: float) -> float:
+        return max(self.abs, self.rel * abs(baseline))
+
+
+def default_tolerance(metric: str, samples_per_prompt: int = 8) -> Tolerance:
+    """The documented default for `metric` (shares depend on how many samples they count)."""
+    if metric in SHARE_METRICS:
+        sd = math.sqrt(0.25 / max(samples_per_prompt, 1))
+        return Tolerance(min(0.25, max(0.05, round(2 * sd, 3))), 0.0, "higher")
+    abs_tol, rel_tol, direction = _FIXED_TOLERANCES.get(metric, _OTHER_TOLERANCE)
+    return Tolerance(abs_tol, rel_tol, direction)
+
+
+def noise_floor(metric: str, samples_per_prompt: int = 8) -> float:
+    """The smallest change of `metric` worth reading as a trend (its absolute tolerance)."""
+    return default_tolerance(metric, samples_per_prompt).abs
+
+
+def path_part(name: str) -> str:
+    """A world/concept/method as one folder name: plain names as they are, paths as their last
+    part plus a hash of the whole (so '/data/sd15' never escapes the baseline folder)."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        return name
+    tail = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "path"
+    return f"{tail}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def baseline_path(root: Path, spec: CaseSpec) -> Path:
+    parts = (path_part(spec.world), path_part(spec.concept), path_part(spec.method))
+    return Path(root).joinpath(*parts, f"{spec.stage}.json")
+
+
+def baseline_lock(path: Path):
+    """An inter-process lock for `path`, kept outside the repo so no lock file gets committed."""
+    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:16]
+    return io.file_lock(Path(tempfile.gettempdir()) / "ptibench-locks" / f"{digest}.lock")
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a number")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_schema(data: Any) -> str | None:
+    """What is wrong with a parsed baseline file, or None."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return f'not a ptibench baseline (needs "format": "{FORMAT}")'
+    if data.get("version") != VERSION:
+        return f"unsupported version {data.get('version')!r} (expected {VERSION})"
+    entries = data.get("entries")
+    if not isinstance(entries, dict):
+        return '"entries" must be an object keyed by lr'
+    for lr, by_seed in entries.items():
+        if not isinstance(by_seed, dict):
+            return f"entry {lr!r} must be an object keyed by seed"
+        for seed, case in by_seed.items():
+            where = f"entry {lr}/seed {seed}"
+            if not isinstance(case, dict) or case.get("status") not in STATUSES:
+                return f'{where}: "status" must be one of {", ".join(STATUSES)}'
+            if not isinstance(case.get("spec"), dict) or not isinstance(case.get("metrics"), dict):
+                return f'{where}: needs "spec" and "metrics" objects'
+            for name, metric in case["metrics"].items():
+                if not isinstance(metric, dict) or not _finite(metric.get("value")):
+                    return f'{where}: metric {name!r} needs a finite "value"'
+                if metric.get("direction") not in DIRECTIONS:
+                    return f'{where}: metric {name!r} "direction" must be one of {DIRECTIONS}'
+                for tol in ("abs", "rel"):
+                    if not _finite(metric.get(tol)) or metric[tol] < 0:
+                        return f'{where}: metric {name!r} "{tol}" must be a number >= 0'
+    return None
+
+
+def load_file(path: Path) -> dict[str, Any] | None:
+    """A validated baseline file, None if absent; PtibenchError (one line naming it) if bad."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise PtibenchError(f"baseline file {path}: cannot read: {error.strerror}") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise PtibenchError(
+            f"baseline file {path}: corrupt JSON at line {error.lineno}: {error.msg}"
+        ) from None
+    except ValueError as error:
+        raise PtibenchError(f"baseline file {path}: {error}") from None
+    problem = _check_schema(data)
+    if problem:
+        raise PtibenchError(f"baseline file {path}: wrong schema: {problem}")
+    return data
+
+
+@dataclass
+class Lookup:
+    """The stored entry for a spec, or why there is none."""
+
+    path: Path
+    entry: dict[str, Any] | None
+    reason: str = ""
+
+
+def lookup(root: Path, spec: CaseSpec) -> Lookup:
+    path = baseline_path(root, spec)
+    data = load_file(path)
+    if data is None:
+        return Lookup(path, None, f"no baseline file {path}")
+    entry = data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed))
+    if entry is None:
+        return Lookup(path, None, f"no entry for lr={lr_key(spec.lr)} seed={spec.seed} in {path}")
+    stored = entry["spec"]
+    wanted = spec.to_dict()
+    changed = [
+        k
+        for k in sorted(set(stored) | set(wanted))
+        if k not in SETTINGS_WITHOUT_EFFECT and stored.get(k) != wanted.get(k)
+    ]
+    if changed:
+        shown = ", ".join(f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})" for k in changed)
+        return Lookup(path, None, f"the entry in {path} was recorded with other settings: {shown}")
+    return Lookup(path, entry)
+
+
+@dataclass
+class Row:
+    metric: str
+    baseline: float | None
+    obtained: float | None
+    allowed: float | None
+    direction: str
+    verdict: str  # "ok", "FAIL", "better", "missing", "new"
+
+    @property
+    def diff(self) -> float | None:
+        if self.baseline is None or self.obtained is None:
+            return None
+        return self.obtained - self.baseline
+
+
+@dataclass
+class Comparison:
+    passed: bool
+    rows: list[Row] = field(default_factory=list)
+    status_note: str = ""
+
+    @property
+    def improved(self) -> list[str]:
+        return [row.metric for row in self.rows if row.verdict == "better"]
+
+
+def _judge(metric: Mapping[str, Any], obtained: float | None) -> str:
+    if obtained is None or not math.isfinite(obtained):
+        return "FAIL"
+    baseline = float(metric["value"])
+    allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(baseline)
+    diff = obtained - baseline
+    if metric["direction"] == "both":
+        return "FAIL" if abs(diff) > allowed else "ok"
+    worse = -diff if metric["direction"] == "higher" else diff
+    if worse > allowed:
+        return "FAIL"
+    return "better" if -worse > allowed else "ok"
+
+
+def compare(entry: Mapping[str, Any], result: CaseResult) -> Comparison:
+    """Compare a case with its stored entry; a diverged case compares as status only."""
+    if entry["status"] == "diverged" or result.status == "diverged":
+        if entry["status"] == result.status:
+            return Comparison(True, status_note="diverged, as in the baseline")
+        was = "diverged" if entry["status"] == "diverged" else "ok"
+        now = (
+            result.status
+            if result.diverged_at is None
+            else f"diverged at step {result.diverged_at}"
+        )
+        return Comparison(False, status_note=f"status changed: baseline {was}, now {now}")
+    rows = []
+    for name, metric in entry["metrics"].items():
+        obtained = result.metrics.get(name)
+        obtained = None if obtained is None else float(obtained)
+        verdict = "missing" if obtained is None else _judge(metric, obtained)
+        allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(
+            float(metric["value"])
+        )
+        rows.append(
+            Row(name, float(metric["value"]), obtained, allowed, metric["direction"], verdict)
+        )
+    for name, value in result.metrics.items():
+        if name not in entry["metrics"]:
+            rows.append(Row(name, None, float(value), None, "", "new"))
+    passed = not any(row.verdict in ("FAIL", "missing") for row in rows)
+    return Comparison(passed, rows)
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:+.4g}" if signed else f"{value:.4g}"
+
+
+def format_rows(rows: list[Row]) -> str:
+    """The `metric | baseline | obtained | diff | allowed` table of a comparison."""
+    header = ["metric", "baseline", "obtained", "diff", "allowed", ""]
+    body = []
+    for row in rows:
+        allowed = "-" if row.allowed is None else f"{_fmt(row.allowed)} ({row.direction})"
+        body.append(
+            [
+                row.metric,
+                _fmt(row.baseline),
+                _fmt(row.obtained),
+                _fmt(row.diff, signed=True),
+                allowed,
+                "" if row.verdict == "ok" else row.verdict,
+            ]
+        )
+    return render_text(header, body, separator=" | ", align="left")
+
+
+EXPLAINING_FIELDS = ("world_version", "method_version", "device", "dtype", "threads", "compiled")
+RECORDED_DEFAULTS = {"compiled": False}
+"""Fields that baselines recorded before the field existed had this value."""
+
+
+def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What differs between the baseline's recording context and this run's (versions, device,
+    world and method versions, compiled training), as one line; '' when nothing differs."""
+    recorded, now = {**RECORDED_DEFAULTS, **recorded}, {**RECORDED_DEFAULTS, **now}
+    changes = [
+        f"{name} {recorded[name]} -> {now.get(name)}"
+        for name in EXPLAINING_FIELDS
+        if recorded.get(name) is not None and recorded.get(name) != now.get(name)
+    ]
+    old_versions, new_versions = recorded.get("versions") or {}, now.get("versions") or {}
+    changes += [
+        f"{name} {old_versions[name]} -> {new_versions.get(name)}"
+        for name in sorted(old_versions)
+        if old_versions[name] != new_versions.get(name)
+    ]
+    return "; ".join(changes)
+
+
+def make_entry(
+    result: CaseResult, recorded: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """A baseline entry for `result`; tolerances hand-set in `previous` are kept."""
+    kept = (previous or {}).get("metrics", {})
+    metrics = {}
+    for name, value in result.metrics.items():
+        if value is None or not math.isfinite(float(value)):
+            continue
+        tol = default_tolerance(name, result.spec.eval.samples_per_prompt)
+        old = kept.get(name, {})
+        metrics[name] = {
+            "value": float(value),
+            "direction": old.get("direction", tol.direction),
+            "abs": old.get("abs", tol.abs),
+            "rel": old.get("rel", tol.rel),
+        }
+    return {
+        "spec": result.spec.to_dict(),
+        "status": result.status,
+        "diverged_at": result.diverged_at,
+        "metrics": metrics,
+        "recorded": {
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "seed": result.spec.seed,
+            **dict(recorded),
+        },
+    }
+
+
+def update(root: Path, result: CaseResult, recorded: Mapping[str, Any]) -> Path:
+    """Merge `result`'s entry into its file under a lock; other lrs' entries are left untouched."""
+    spec = result.spec
+    path = baseline_path(root, spec)
+    with baseline_lock(path):
+        data = load_file(path) or {
+            "format": FORMAT,
+            "version": VERSION,
+            "world": spec.world,
+            "concept": spec.concept,
+            "method": spec.method,
+            "stage": spec.stage,
+            "entries": {},
+        }
+        by_seed = data["entries"].setdefault(lr_key(spec.lr), {})
+        by_seed[str(spec.seed)] = make_entry(result, recorded, by_seed.get(str(spec.seed)))
+        io.atomic_write_json(path, data)
+    return path
+
+
+def stored_entry(root: Path, spec: CaseSpec) -> dict[str, Any] | None:
+    """The stored entry for `spec`'s lr and seed whatever its other settings (for side-by-side)."""
+    try:
+        data = load_file(baseline_path(root, spec))
+    except PtibenchError:
+        return None
+    if data is None:
+        return None
+    return data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed))

@@ -1,0 +1,1 @@
+"""Studies that plug into the reports through ptibench.results.sections."""
