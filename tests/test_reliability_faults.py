@@ -53,7 +53,7 @@ import time
 
 import pytest
 
-from ptibench import cache
+from ptibench.run import cache
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -269,7 +269,7 @@ def test_ctrl_c_keeps_finished_cases_and_the_rerun_finishes_the_rest(pytester, w
 KILLED_WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from ptibench import baselines
+    from ptibench.results import baselines
     from ptibench.spec import CaseResult, CaseSpec
 
     def stall(fd):

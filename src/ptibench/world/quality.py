@@ -11,10 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ptibench.world import oracle
+from ptibench.world import (
+    layout_unet,  # noqa: F401  (its UNet class, for diffusers)
+    oracle,
+)
+from ptibench.world.components import CLIP_MODEL_NAME
 from ptibench.world.dataset import render_set, to_model_range
 from ptibench.world.render import COLOURS, Attributes, describe, render, sample_attributes
-from ptibench.world.components import CLIP_MODEL_NAME
 from ptibench.world.train_clip import clip_normalise
 from ptibench.world.train_lpips import LPIPS_RESOLUTION
 
