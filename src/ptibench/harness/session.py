@@ -117,7 +117,7 @@ class PluginSession:
     # --- collection
 
     def specs(self) -> list[CaseSpec]:
-        """The cases of this session, in the same order on every xdist worker."""
+        """The cases of this pytest run, in the same order on every xdist worker."""
         return case_specs(
             self.config.option, self.grid, self.stages, range(self.config.option.seeds)
         )

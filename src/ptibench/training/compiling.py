@@ -1,17 +1,17 @@
 """torch.compile for the training UNet: opt-in, because it pays only once compiled.
 
 On CPU, inductor fuses the UNet's many small element-wise kernels (GroupNorm, SiLU, GELU, the
-residual adds) between its convolutions and matmuls into single loops, so a stage-1 step on
-the tiny world costs 9-14% less (README, Performance). The first compile on a machine builds
-C++ kernels and takes minutes (about 105 s for the tiny world's stage-1 graph on 2 cores);
-later processes find them in inductor's on-disk cache and pay seconds (6-9 s, mostly tracing).
-So it is off by default, and worth turning on where the same graphs train many steps.
+residual adds) between its convolutions and matmuls into single loops, so a step costs less
+(the README's performance section has the figures). The first compile on a machine builds C++
+kernels and takes minutes; later processes find them in inductor's on-disk cache and pay
+seconds, mostly tracing. So it is off by default, and worth turning on where the same graphs
+train many steps.
 
 Turned on by PTIBENCH_COMPILE=1 (the pytest flag --compile sets it) or by a world config's
 `compile = true` (which on CUDA also compiles the sampling UNet, see
-pipelines.enable_cuda_speedups). Compiled and eager steps agree to float rounding, not bitwise;
+models.loading.enable_cuda_speedups). Compiled and eager steps agree to float rounding, not bitwise;
 near divergence (the tiny world's LoRA lrs 3e-3 and 1e-2) 1000 steps grow that into different
-metrics, so compiled runs have cache entries of their own (cache.ResultCache.entry) and a
+metrics, so compiled runs have cache entries of their own (run.cache.ResultCache.entry) and a
 baseline mismatch names `compiled` among what changed.
 
 Only the training forward and backward go through the compiled module; evaluation samples with
