@@ -1,7 +1,8 @@
 """Probe: does an absolute position signal in the latent let the tiny world follow position words?
 
-The shipped UNet ignores position words (README, "Known gap"). A convolutional UNet has no
-absolute position signal but its zero padding; this probe gives it one through the data: two
+The UNet shipped before commit 41dcb7e ignored position words
+(docs/results/2026-11-29-position.md). A convolutional UNet has no absolute position signal but
+its zero padding; this probe gives it one through the data: two
 extra latent channels that always hold a horizontal and a vertical ramp. The ramps are part of
 every training latent, so the model learns to denoise them too; during sampling they become
 clean early and tell every cell where it is. The image is decoded from the first four channels

@@ -1,6 +1,6 @@
 """Probe: is the tiny world's position gap on the UNet's side or on the text side?
 
-Two measurements on the shipped weights (fourth session):
+Two measurements on the shipped weights of 2026-11-29 (before the layout path of commit 41dcb7e):
 
 1. **Can the text encoder's output tell positions apart?** A linear probe (softmax regression,
    300 full-batch Adam steps) predicts the caption's position (5 words, or "none") and, for
