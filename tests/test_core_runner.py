@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,10 +62,31 @@ def test_zero_lr_moves_nothing(world, tmp_path):
 
 
 def test_artifacts_load_into_the_pipeline_and_generate(world, tmp_path):
-    spec = quick(world, "finetune", steps=3)
+    """The saved embedding and LoRA, loaded the ecosystem way, redraw the case's own first
+    sample (reconstruction prompt, first seed) to the uint8 level; without the LoRA the same
+    call draws something else, so the adapter is what the samples show."""
+    spec = quick(world, "finetune", steps=3, lr=1e-2)
     result = run_case(spec, cache_dir=tmp_path / "cache", artifacts_dir=tmp_path / "out")
     assert Path(result.artifacts["lora"]).parent == tmp_path / "out" / spec.key()
     from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from ptibench.concept import load_concept
+    from ptibench.evaluation.sampling import to_uint8
+
+    ring = load_concept(spec.concept)
+    samples = np.asarray(Image.open(result.artifacts["samples"]).convert("RGB"))
+    first = samples[2:34, 2:34]  # the grid's top-left cell (pad 2)
+
+    def draw(pipe, prompt):
+        out = pipe(
+            prompt,
+            num_inference_steps=spec.eval.sample_steps,
+            guidance_scale=spec.eval.guidance_scale,
+            generator=torch.Generator().manual_seed(spec.eval.seed),
+            output_type="pt",
+        )
+        return to_uint8(out.images)[0].astype(int)
 
     folders = [Path(world.pipeline)]
     if (tiny_world_path() / "pipeline" / "model_index.json").is_file():
@@ -73,14 +95,14 @@ def test_artifacts_load_into_the_pipeline_and_generate(world, tmp_path):
         pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
         pipe.set_progress_bar_config(disable=True)
         pipe.load_textual_inversion(result.artifacts["learned_embeds"])
+        prompt = ring.with_placeholder(ring.reconstruction_prompt)
+        without = draw(pipe, prompt)
         pipe.load_lora_weights(result.artifacts["lora"])
-        image = pipe(
-            "a <yellow-ring> at the top",
-            num_inference_steps=2,
-            generator=torch.Generator().manual_seed(0),
-            output_type="np",
-        ).images[0]
+        image = draw(pipe, prompt)
         assert image.shape == (32, 32, 3)
+        assert np.abs(image - without).max() > 8, "the LoRA does not change the image"
+        if folder == Path(world.pipeline):  # the world the case ran on
+            assert np.abs(image - first.astype(int)).max() <= 1
 
 
 def test_loaded_embedding_matches_ours(world, tmp_path):
@@ -138,7 +160,7 @@ def test_methods_registry(world, tmp_path):
     pulled = run_case(
         quick(world, lr=2e-2, steps=10, method="pti-normreg"), cache_dir=tmp_path, progress=False
     )
-    assert pulled.metrics["distance"] != plain.metrics["distance"]
+    assert pulled.metrics["distance"] < plain.metrics["distance"], "the pull must pull"
 
     class Frozen(Method):
         name, version, stages = "frozen-test", "1", ("inversion",)

@@ -190,10 +190,12 @@ def test_divergence_killed_worker_and_serial_vs_parallel(pytester, world, offlin
             "*knee: no knee (2 usable lr(s)*",
         ]
     )
-    ok = [c for c in cases.values() if c["status"] == "ok"]
-    assert [t.knee_lr() for t in build_tables(cases.values())] == [
-        t.knee_lr() for t in build_tables(ok)
-    ]
+    # two usable lrs are too few for a knee (as printed above); the diverged rows are in the
+    # table but off the curve. With a knee to find, test_diverged_rows_never_reach_the_knee.
+    (table,) = build_tables(cases.values())
+    assert table.knee_lr() is None
+    off_curve = {row.lr: row.gain is None for row in table.rows}
+    assert off_curve == {1e-3: False, 1e-2: False, 1e2: True, 1e4: True}
     environment = cases[1e-3]["environment"]
     assert environment["seed"] == 0 and environment["device"] == "cpu"
     assert environment["dtype"] == "float32" and environment["threads"] == 1

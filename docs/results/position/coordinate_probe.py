@@ -1,7 +1,8 @@
 """Probe: does an absolute position signal in the latent let the tiny world follow position words?
 
-The shipped UNet ignores position words (README, "Known gap"). A convolutional UNet has no
-absolute position signal but its zero padding; this probe gives it one through the data: two
+The UNet shipped before commit 41dcb7e ignored position words
+(docs/results/2026-11-29-position.md). A convolutional UNet has no absolute position signal but
+its zero padding; this probe gives it one through the data: two
 extra latent channels that always hold a horizontal and a vertical ramp. The ramps are part of
 every training latent, so the model learns to denoise them too; during sampling they become
 clean early and tell every cell where it is. The image is decoded from the first four channels
@@ -27,8 +28,8 @@ import numpy as np
 import torch
 from diffusers import AutoencoderKL, DPMSolverMultistepScheduler, UNet2DConditionModel
 
+from ptibench.assets import tiny_world_path
 from ptibench.world import components
-from ptibench.world.assets import tiny_world_path
 from ptibench.world.dataset import foreground_alpha, render_set
 from ptibench.world.quality import (
     GUIDANCE,
@@ -37,12 +38,8 @@ from ptibench.world.quality import (
     held_out_prompts,
     score_images,
 )
-from ptibench.world.train import (
-    _CaptionTokens,
-    _cosine_lr,
-    latent_loss_weights,
-    text_to_image_loss,
-)
+from ptibench.world.recipe import cosine_lr
+from ptibench.world.train_t2i import CaptionTokens, latent_loss_weights, text_to_image_loss
 
 LATENT = 4
 
@@ -94,7 +91,7 @@ def main() -> None:
         latents = latents * vae.config.scaling_factor
     latents = torch.cat([latents, ramps(len(latents), latents.shape[-1])], dim=1)
     weights = latent_loss_weights(foreground_alpha(data), 10.0)
-    tokens = _CaptionTokens(components.build_tokenizer(Path(tempfile.mkdtemp())))
+    tokens = CaptionTokens(components.build_tokenizer(Path(tempfile.mkdtemp())))
     text_encoder, unet = components.build_text_encoder(), build_unet()
     scheduler = components.build_train_scheduler()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -104,7 +101,7 @@ def main() -> None:
     start, losses = time.time(), []
     for step in range(args.steps):
         for group in opt.param_groups:
-            group["lr"] = args.lr * _cosine_lr(step, args.steps)
+            group["lr"] = args.lr * cosine_lr(step, args.steps)
         loss = text_to_image_loss(
             unet, text_encoder, tokens, scheduler, data, latents, weights, args.batch, rng, gen
         )

@@ -1,6 +1,6 @@
 """Probe: is the tiny world's position gap on the UNet's side or on the text side?
 
-Two measurements on the shipped weights (fourth session):
+Two measurements on the shipped weights of 2026-11-29 (before the layout path of commit 41dcb7e):
 
 1. **Can the text encoder's output tell positions apart?** A linear probe (softmax regression,
    300 full-batch Adam steps) predicts the caption's position (5 words, or "none") and, for
@@ -31,11 +31,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ptibench.assets import tiny_world_path
 from ptibench.world import components, quality
-from ptibench.world.assets import tiny_world_path
 from ptibench.world.dataset import foreground_alpha, render_set
 from ptibench.world.render import COLOURS, POSITIONS, caption, sample_attributes
-from ptibench.world.train import _CaptionTokens, latent_loss_weights, training_captions
+from ptibench.world.train_t2i import CaptionTokens, latent_loss_weights, training_captions
 
 WORDS = list(POSITIONS)
 PROBE_TEMPLATE = "a large red circle on a blue background at the {}"
@@ -135,7 +135,7 @@ def fine_tune(steps: int, with_cue: bool) -> dict:
         latents = torch.cat([vae.encode(c).latent_dist.mean for c in data.pixels.split(500)])
         latents = latents * vae.config.scaling_factor
     weights = latent_loss_weights(foreground_alpha(data), 10.0)
-    tokens = _CaptionTokens(pipe.tokenizer)
+    tokens = CaptionTokens(pipe.tokenizer)
     scheduler = components.build_train_scheduler()
     groups = [{"params": params, "lr": 1e-3}]
     if with_cue:

@@ -12,7 +12,7 @@ import hashlib
 import os
 import shutil
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ptibench.errors import PtibenchError
@@ -39,8 +39,11 @@ def method_version(method) -> str:
 
 @dataclass(frozen=True)
 class Entry:
+    """Where a case's result lives; `spec` is the case it was asked for (None: any)."""
+
     root: Path
     name: str
+    spec: CaseSpec | None = field(default=None, compare=False)
 
     @property
     def path(self) -> Path:
@@ -60,7 +63,7 @@ class ResultCache:
         and near divergence a 1000-step run amplifies that into different metrics. (A world
         config's `compile = true` is already part of its world version.)"""
         name = f"{spec.key()}-{world_version}-{method_version(method)}"
-        return Entry(self.root, name + ("-compiled" if compiling.enabled() else ""))
+        return Entry(self.root, name + ("-compiled" if compiling.enabled() else ""), spec)
 
     def pivot_path(self, pivot_spec: CaseSpec, world_version: str, method) -> Path:
         """Where the stage-1 embedding of `pivot_spec` is shared as a stage-2 pivot."""
@@ -71,13 +74,17 @@ class ResultCache:
         return file_lock(entry.lock_path)
 
     def load(self, entry: Entry) -> CaseResult | None:
-        """The cached result, or None; an unreadable entry counts as absent (and is recomputed)."""
+        """The cached result, or None; an unreadable entry counts as absent (and is recomputed),
+        and so does one whose stored spec is not the spec the entry was asked for (a key
+        collision, or a key that leaves out a field, must never hand back another case)."""
         path = entry.path / RESULT_FILE
         if not path.is_file():
             return None
         try:
             result = CaseResult.from_dict(read_json(path))
         except (PtibenchError, KeyError, TypeError, ValueError):
+            return None
+        if entry.spec is not None and result.spec != entry.spec:
             return None
         artifacts = {k: str(entry.path / v) for k, v in result.artifacts.items()}
         metrics = {k: v for k, v in result.metrics.items() if v is not None}
