@@ -12,7 +12,6 @@ from test_plugin_support import BENCHMARK_TEST, run
 
 from ptibench.concept import load_concept
 from ptibench.evaluation import leakage
-from ptibench.models.random_weights import write_random_world
 from ptibench.run.runner import run_case
 from ptibench.spec import CaseSpec, EvalConfig
 from ptibench.studies.concept_order import analysis
@@ -22,11 +21,6 @@ from ptibench.world.render import Attributes, render
 pytest_plugins = ["pytester"]
 
 QUICK = EvalConfig(samples_per_prompt=1, sample_steps=2)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 @pytest.mark.parametrize("stage", ["inversion", "finetune"])

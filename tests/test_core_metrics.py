@@ -16,7 +16,6 @@ from ptibench.evaluation.functional import (
 from ptibench.evaluation.sampling import to_model_range
 from ptibench.models.loading import load_bundle
 from ptibench.models.metric_models import MetricModels, load_metric_models
-from ptibench.models.random_weights import write_random_world
 from ptibench.training.finetune import lora_distance, weight_distance
 from ptibench.training.inversion import distance_metrics
 from ptibench.world.render import Attributes, render
@@ -37,11 +36,6 @@ class ColourClip(torch.nn.Module):
 
 def colour_tokenizer(texts):
     return torch.tensor([next(COLOURS[w] for w in t.split() if w in COLOURS) for t in texts])
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 @pytest.fixture(scope="module")

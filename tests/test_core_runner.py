@@ -17,18 +17,12 @@ import torch
 from ptibench.assets import tiny_world_path
 from ptibench.errors import PtibenchError
 from ptibench.models.loading import load_bundle
-from ptibench.models.random_weights import write_random_world
 from ptibench.run.runner import run_case, run_cases
 from ptibench.spec import METRICS, CaseSpec, EvalConfig
 from ptibench.training.methods import Method, available_methods, get_method, register_method
 
 QUICK = EvalConfig(samples_per_prompt=1, sample_steps=2)
 SRC = Path(__file__).resolve().parents[1] / "src"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 def quick(config, stage="inversion", **changes):

@@ -21,17 +21,11 @@ from ptibench.evaluation import evaluate as evaluation_module
 from ptibench.evaluation.evaluate import Evaluation
 from ptibench.models.loading import load_bundle
 from ptibench.models.metric_models import load_metric_models
-from ptibench.models.random_weights import write_random_world
 from ptibench.run.runner import run_case
 from ptibench.training.loop import TrainingData
 
 EVAL = spec.EvalConfig(samples_per_prompt=1, sample_steps=2)
 EVAL_METRICS = ("lpips", "clip_i", "denoise_loss", "clip_t", "appearance", "edit_success")
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 @pytest.fixture(scope="module")

@@ -19,17 +19,11 @@ from ptibench import concept, spec
 from ptibench.evaluation.functional import DENOISE_TIMESTEPS, denoise_loss
 from ptibench.models.diffusion import diffusion_loss
 from ptibench.models.loading import load_bundle
-from ptibench.models.random_weights import write_random_world
 from ptibench.training import batched, finetune
 from ptibench.training.loop import StageContext, TrainingData
 from ptibench.training.methods import NORMREG_WEIGHT, get_method
 
 EVAL = spec.EvalConfig(samples_per_prompt=1, sample_steps=2)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,6 @@ from test_plugin_support import (
 from test_reliability_inputs import odd_images
 
 from ptibench.assets import concepts_root
-from ptibench.models.random_weights import write_random_world
 from ptibench.results.tradeoff import build_tables
 
 pytest_plugins = ["pytester"]
@@ -105,11 +104,6 @@ if _LOG:
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
     socket.getaddrinfo = getaddrinfo
 """
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_random_world(tmp_path_factory.getbasetemp() / "core-random-world")
 
 
 @pytest.fixture
