@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 from test_plugin_support import make_project, run
 
+from ptibench.results import baselines
 from ptibench.results.baselines import what_changed
+from ptibench.spec import CaseResult, CaseSpec, lr_key
 
 pytest_plugins = ["pytester"]
 
@@ -332,3 +335,49 @@ def test_what_changed_names_compiled_training_against_an_eager_baseline():
     older = {"device": "cpu"}  # recorded before baselines said whether training was compiled
     assert what_changed(older, {"device": "cpu", "compiled": True}) == "compiled False -> True"
     assert what_changed(older, {"device": "cpu", "compiled": False}) == ""
+
+
+def test_the_committed_first_format_baselines_are_read_as_they_are():
+    """Every entry of the shipped (version 1) baseline files is found by its own spec."""
+    root = Path(__file__).resolve().parents[1] / "baselines"
+    files = sorted(root.rglob("*.json"))
+    assert files
+    for path in files:
+        raw = json.loads(path.read_text())
+        for lr, by_seed in raw["entries"].items():
+            if raw["version"] == 2:
+                by_seed = {seed: e for seed, variants in by_seed.items() for e in variants.values()}
+            for seed, entry in by_seed.items():
+                spec = CaseSpec.from_dict(entry["spec"])
+                assert (lr_key(spec.lr), str(spec.seed)) == (lr, seed)
+                found = baselines.lookup(root, spec)
+                assert found.path == path and found.entry == entry
+                assert baselines.stored_entry(root, spec) == entry
+                other = spec.with_(steps=spec.steps + 1)
+                assert baselines.lookup(root, other).entry is None
+
+
+def test_a_first_format_file_is_upgraded_on_update(tmp_path):
+    spec = CaseSpec(stage="inversion", lr=1e-2)
+    path = baselines.update(tmp_path, CaseResult(spec, "ok", {"lpips": 0.5}), {"device": "cpu"})
+    current = json.loads(path.read_text())
+    (entry,) = current["entries"]["1e-02"]["0"].values()
+    path.write_text(json.dumps({**current, "version": 1, "entries": {"1e-02": {"0": entry}}}))
+    assert baselines.lookup(tmp_path, spec).entry == entry
+    smoke = spec.with_(lr=1e-1, steps=5)
+    baselines.update(tmp_path, CaseResult(smoke, "ok", {"lpips": 0.7}), {"device": "cpu"})
+    upgraded = json.loads(path.read_text())
+    assert upgraded["version"] == 2
+    assert upgraded["entries"]["1e-02"]["0"] == {baselines.settings_key(spec): entry}
+    assert baselines.lookup(tmp_path, smoke).entry["metrics"]["lpips"]["value"] == 0.7
+    assert "steps=5" in baselines.settings_key(smoke)
+
+
+def test_recorded_differently_names_only_guarded_fields():
+    stored = {"world_version": "a", "device": "cuda:0", "threads": 1}
+    assert baselines.recorded_differently(stored, {"world_version": "a", "device": "cuda:1"}) == ""
+    assert baselines.recorded_differently(stored, {"threads": 2, "device": "cuda"}) == ""
+    assert (
+        baselines.recorded_differently(stored, {"world_version": "b", "compiled": True})
+        == "world_version a -> b; compiled False -> True"
+    )
