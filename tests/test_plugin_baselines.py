@@ -196,6 +196,9 @@ def test_unused_entries_are_reported_and_kept(pytester):
     assert baseline_file(pytester).read_text() == before
     subset = run(pytester, "--lr-grid", "1e-3,3e-2", "--stage", "inversion")
     assert "not used" not in subset.stdout.str()
+    smoke = run(pytester, "--lr-grid", "default", "--stage", "inversion", "--steps", "10")
+    smoke.assert_outcomes(passed=7)
+    assert "not used" not in smoke.stdout.str(), "a smoke run does not call the full ones unused"
 
 
 def test_smaller_grid_update_keeps_other_entries(pytester):

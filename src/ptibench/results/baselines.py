@@ -520,36 +520,40 @@ def unused_entries(
     root: Path, specs: list[CaseSpec], full_grids: Mapping[str, tuple[float, ...]]
 ) -> list[Unused]:
     """The entries of the baseline files `specs` touched that none of them used, like an
-    unused-snapshot report: at an lr and seed the session ran, entries of other settings; and
-    where the session ran a stage's whole grid (`full_grids`: stage -> its lrs), entries of
-    lrs outside it too. A smaller selection is not a reason to call the rest unused."""
+    unused-snapshot report after a whole test suite: where the session ran a stage's whole grid
+    (`full_grids`: stage -> its lrs), entries of its settings at lrs outside it, and, if it ran
+    the default settings, entries recorded under other settings (old smoke runs, say). Only
+    seeds the session ran count; a smaller selection or a smoke run reports nothing, since
+    what it left out is not thereby unused."""
     used: dict[Path, set[tuple[str, str, str]]] = {}
-    ran: dict[Path, set[tuple[str, str]]] = {}
-    whole: dict[Path, bool] = {}
+    seeds: dict[Path, set[str]] = {}
     lrs: dict[Path, set[float]] = {}
-    session_settings: dict[Path, str] = {}
+    first: dict[Path, CaseSpec] = {}
     for spec in specs:
         path = baseline_path(root, spec)
-        session_settings.setdefault(path, settings_key(spec))
+        first.setdefault(path, spec)
         used.setdefault(path, set()).add((lr_key(spec.lr), str(spec.seed), settings_key(spec)))
-        ran.setdefault(path, set()).add((lr_key(spec.lr), str(spec.seed)))
+        seeds.setdefault(path, set()).add(str(spec.seed))
         lrs.setdefault(path, set()).add(spec.lr)
-        whole[path] = spec.stage in full_grids
     found = []
     for path in sorted(used):
+        spec = first[path]
+        grid = full_grids.get(spec.stage)
+        if not grid or not set(grid) <= lrs[path]:
+            continue
+        mine = settings_key(spec)
+        default = mine == settings_key(CaseSpec(stage=spec.stage, lr=spec.lr))
         try:
             data = load_file(path)
         except PtibenchError:
             continue
-        if data is None:
-            continue
-        whole_grid = whole[path] and set(full_grids[path.stem]) <= lrs[path]
-        seeds = {seed for _, seed in ran[path]}
-        for lr, by_seed in data["entries"].items():
+        for lr, by_seed in (data or {}).get("entries", {}).items():
             for seed, variants in by_seed.items():
-                in_session = (lr, seed) in ran[path] or (whole_grid and seed in seeds)
                 for settings in variants:
-                    if in_session and (lr, seed, settings) not in used[path]:
-                        differs = settings_difference(settings, session_settings[path])
-                        found.append(Unused(path, lr, seed, settings, differs))
+                    if seed not in seeds[path] or (lr, seed, settings) in used[path]:
+                        continue
+                    if settings == mine or default:
+                        found.append(
+                            Unused(path, lr, seed, settings, settings_difference(settings, mine))
+                        )
     return found
