@@ -214,3 +214,19 @@ def test_cache_commands_on_a_missing_folder(tmp_path, capsys):
     assert "empty" in capsys.readouterr().out
     assert main(["cache", "prune", "--cache", str(tmp_path / "nowhere")]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+
+
+def test_xdist_workers_share_the_controllers_fresh_cache(tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    from ptibench.grids import LrGrid
+    from ptibench.harness.session import FRESH_CACHE_ENV, session_cache_dir
+
+    monkeypatch.delenv(FRESH_CACHE_ENV, raising=False)
+    opt = Namespace(ptibench_cache="cache", no_cache=False, lr_grid=LrGrid(preset="quick"))
+    assert session_cache_dir(opt, tmp_path, is_worker=False) == tmp_path / "cache"
+    opt.no_cache = True
+    controller = session_cache_dir(opt, tmp_path, is_worker=False)
+    assert controller.parent == tmp_path / "cache" / "fresh" and controller.is_dir()
+    assert session_cache_dir(opt, tmp_path, is_worker=True) == controller
+    assert session_cache_dir(opt, tmp_path, is_worker=False) != controller, "a new session"

@@ -226,7 +226,10 @@ class PluginSession:
             self.errors.append(f"cannot write the reports in {self.out_dir}: {error}")
         else:
             self.keep(report.document)
-        self.summary.extend(self.baseline_lines())
+        try:
+            self.summary.extend(self.baseline_lines())
+        except Exception as error:  # noqa: BLE001 - one line; the session still ends cleanly
+            self.errors.append(f"cannot read the baselines in {self.baseline_dir}: {error}")
         if self.errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
