@@ -187,16 +187,16 @@ def test_cache_list_and_prune(tmp_path, capsys):
 
     assert main(["cache", "list", "--cache", str(cache)]) == 0
     listing = capsys.readouterr().out
-    assert "3 entry" in listing and "2 pivot" in listing and "2 fresh" in listing
+    assert "3 entries, 2 pivots, 2 --no-cache runs;" in listing
     assert "4 item(s) this code will not read" in listing
     assert "notes" not in listing
 
     assert main(["cache", "prune", "--cache", str(cache), "--dry-run"]) == 0
-    assert "would remove 2 entry, 1 fresh, 1 pivot" in capsys.readouterr().out
+    assert "would remove 2 entries, 1 pivot, 1 --no-cache run" in capsys.readouterr().out
     assert (cache / stale).is_dir()
 
     assert main(["cache", "prune", "--cache", str(cache)]) == 0
-    assert "removed 2 entry, 1 fresh, 1 pivot" in capsys.readouterr().out
+    assert "removed 2 entries, 1 pivot, 1 --no-cache run" in capsys.readouterr().out
     left = sorted(p.relative_to(cache).as_posix() for p in cache.glob("*/*")) + sorted(
         p.name for p in cache.iterdir()
     )

@@ -133,6 +133,7 @@ def test_autosave_keeps_numbered_runs_and_compare_reads_them(pytester, capsys):
         "lpips"
     ] == pytest.approx(0.4)
     assert resolve_run("1", out) == runs[0] and resolve_run("-1", out) == runs[1]
+    assert resolve_run("0002_nocommit", out) == runs[1]
 
     comparison = compare_runs(runs[0], runs[1])
     verdicts = {(c.lr, d.metric): d.verdict for c in comparison.cases for d in c.metrics}

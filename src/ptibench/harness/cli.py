@@ -83,16 +83,30 @@ def _megabytes(size: int) -> str:
     return f"{size / 2**20:.1f} MB"
 
 
+KINDS = {
+    "entry": ("entry", "entries"),
+    "pivot": ("pivot", "pivots"),
+    "trained": ("batched-grid slot", "batched-grid slots"),
+    "fresh": ("--no-cache run", "--no-cache runs"),
+    "staging": ("staging folder", "staging folders"),
+    "broken": ("broken entry", "broken entries"),
+}
+
+
+def _counts(items) -> str:
+    counts = Counter(item.kind for item in items)
+    return ", ".join(
+        f"{counts[kind]} {KINDS[kind][counts[kind] != 1]}" for kind in KINDS if counts[kind]
+    )
+
+
 def cache_list(root: Path) -> list[str]:
     items = inventory(root)
     if not items:
         return [f"cache {root}: empty"]
-    counts = Counter(item.kind for item in items)
     stale = sum(not item.current for item in items)
     lines = [
-        f"cache {root}: "
-        + ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts))
-        + f"; {_megabytes(sum(item.size for item in items))}; "
+        f"cache {root}: {_counts(items)}; {_megabytes(sum(item.size for item in items))}; "
         + f"{stale} item(s) this code will not read (`ptibench cache prune` removes them)"
     ]
     body = []
@@ -124,11 +138,8 @@ def cache_prune(root: Path, everything: bool, dry_run: bool) -> list[str]:
     verb = "would remove" if dry_run else "removed"
     if not removed:
         return [f"cache {root}: nothing to remove"]
-    counts = Counter(item.kind for item in removed)
     lines = [
-        f"cache {root}: {verb} "
-        + ", ".join(f"{counts[kind]} {kind}" for kind in sorted(counts))
-        + f" ({_megabytes(sum(item.size for item in removed))})"
+        f"cache {root}: {verb} {_counts(removed)} ({_megabytes(sum(i.size for i in removed))})"
     ]
     lines += [f"  {item.kind}: {item.path.name}" for item in removed]
     return lines

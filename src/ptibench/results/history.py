@@ -79,13 +79,15 @@ def autosave(out_dir: Path, document: Mapping[str, Any]) -> Path:
 
 
 def resolve_run(name: str, out_dir: Path) -> Path:
-    """A report folder from what the user typed: a folder, its results.json, or the number of
-    an autosaved run under `out_dir`/runs/ (1, 0001 or a negative count from the newest)."""
+    """A report folder from what the user typed: a folder, its results.json, or an autosaved
+    run under `out_dir`/runs/ by name or number (1, 0001, or -1 for the newest)."""
     path = Path(name)
     if path.is_file() and path.name == RESULTS:
         return path.parent
     if path.is_dir():
         return path
+    if (Path(out_dir) / RUNS_DIR / name).is_dir():
+        return Path(out_dir) / RUNS_DIR / name
     if re.fullmatch(r"-?\d+", name):
         runs = saved_runs(out_dir)
         number = int(name)
