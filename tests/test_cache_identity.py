@@ -230,3 +230,19 @@ def test_xdist_workers_share_the_controllers_fresh_cache(tmp_path, monkeypatch):
     assert controller.parent == tmp_path / "cache" / "fresh" and controller.is_dir()
     assert session_cache_dir(opt, tmp_path, is_worker=True) == controller
     assert session_cache_dir(opt, tmp_path, is_worker=False) != controller, "a new session"
+
+
+def test_device_and_dtype_are_part_of_the_key(world, tmp_path):
+    """They enter through the world version (the world's settings, its device type among
+    them), which is part of every entry name."""
+    from dataclasses import replace
+
+    from ptibench.models.loading import world_version
+
+    cache, method = ResultCache(tmp_path), get_method("pti")
+    spec = CaseSpec(stage="inversion", lr=1e-3, world=world.name)
+    names = {
+        cache.entry(spec, world_version(config), method).name
+        for config in (world, replace(world, dtype="bfloat16"), replace(world, device="meta"))
+    }
+    assert len(names) == 3
