@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_plugin_support import BENCHMARK_TEST, run
 
+from ptibench.concept import concept_folder
 from ptibench.harness.cli import main
 from ptibench.models.random_weights import write_random_world
 from ptibench.provenance import source_digest
@@ -24,6 +25,7 @@ from ptibench.run.cache import (
     NUMBER_LIBRARIES,
     REPORTING_LAYERS,
     ResultCache,
+    case_key,
     code_version,
     inventory,
 )
@@ -81,7 +83,18 @@ def test_an_entry_name_carries_the_code_version(tmp_path):
     entry = ResultCache(tmp_path).entry(spec, "0123abcd", get_method("pti"))
     match = ENTRY_NAME.fullmatch(entry.name)
     assert match and match["code"] == code_version() and match["world"] == "0123abcd"
-    assert match["spec"] == spec.key()
+    assert match["case"] == case_key(spec)
+
+
+def test_an_edited_concept_is_a_new_case(tmp_path):
+    concept = tmp_path / "ring"
+    shutil.copytree(concept_folder("yellow-ring"), concept)
+    spec = CaseSpec(stage="inversion", lr=1e-3, concept=str(concept))
+    before = case_key(spec)
+    assert case_key(spec.with_(lr=2e-3)) != before
+    image = sorted(p for p in concept.iterdir() if p.suffix == ".png")[0]
+    image.write_bytes(image.read_bytes() + b"\0")
+    assert case_key(spec) != before
 
 
 def _run_copy(src: Path, world, cache: Path, times: int) -> dict:

@@ -81,11 +81,9 @@ def package_commit() -> str | None:
     return commit_info(Path(__file__).resolve().parent)["id"]
 
 
-@functools.lru_cache(maxsize=8)
-def source_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
+def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
     """sha256 over the files under `root` (relative path and content; compiled bytecode left
-    out), less the top-level folders named in `skip`: the identity of a source tree, computed
-    once per process."""
+    out), less the top-level folders named in `skip`: the identity of a folder's content."""
     root = Path(root)
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*")):
@@ -100,3 +98,10 @@ def source_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
         digest.update(relative.as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def source_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """tree_digest of a source tree, computed once per process (code does not change under a
+    running process, and the cache key asks for it often)."""
+    return tree_digest(root, skip)

@@ -1,12 +1,13 @@
 """The result cache: one folder per finished case,
-`<spec key>-<world version>-<method version>-<code version>/`, holding result.json and the
+`<case key>-<world version>-<method version>-<code version>/`, holding result.json and the
 case's artifacts.
 
 The key covers what produces the numbers, so a warm cache cannot replay numbers that today's
-code would not compute: the spec (every setting), the world's settings and files (its device and
-dtype among them), the method's name and version, and the code version: a hash of ptibench's own
-computing code and of the versions of the libraries that compute (`code_version`). An entry made
-by other code is never read again; `ptibench cache prune` removes it.
+code would not compute: the spec (every setting) with the content of the concept folder it
+names (`case_key`), the world's settings and files (its device and dtype among them), the
+method's name and version, and the code version: a hash of ptibench's own computing code and of
+the versions of the libraries that compute (`code_version`). An entry made by other code is
+never read again; `ptibench cache prune` removes it.
 
 A case is written into a staging folder and renamed into place when complete, so an entry
 either exists whole or not at all; a crash leaves only a staging folder that nothing reads.
@@ -26,9 +27,10 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ptibench.concept import concept_folder
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_json, ensure_dir, file_lock, publish_dir, read_json
-from ptibench.provenance import source_digest, version_of
+from ptibench.provenance import source_digest, tree_digest, version_of
 from ptibench.spec import CaseResult, CaseSpec
 from ptibench.training import compiling
 
@@ -84,6 +86,13 @@ def code_version() -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
+def case_key(spec: CaseSpec) -> str:
+    """16 hex digits over the spec's key and the content of its concept folder (images and
+    concept.json): an edited concept is a new case, though its name is the same."""
+    blob = spec.key() + tree_digest(concept_folder(spec.concept))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def method_version(method) -> str:
     """Short hash of the method's name and version and of the core code's version."""
     blob = f"{method.name}:{method.version}:core{CORE_VERSION}"
@@ -112,7 +121,7 @@ class ResultCache:
         """A compiled run (PTIBENCH_COMPILE) gets entries of its own: its float rounding differs,
         and near divergence a 1000-step run amplifies that into different metrics. (A world
         config's `compile = true` is already part of its world version.)"""
-        name = f"{spec.key()}-{world_version}-{method_version(method)}-{code_version()}"
+        name = f"{case_key(spec)}-{world_version}-{method_version(method)}-{code_version()}"
         return Entry(self.root, name + ("-compiled" if compiling.enabled() else ""))
 
     def pivot_path(self, pivot_spec: CaseSpec, world_version: str, method) -> Path:
@@ -163,7 +172,7 @@ class ResultCache:
 
 
 ENTRY_NAME = re.compile(
-    r"(?P<spec>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<method>[0-9a-f]{8})"
+    r"(?P<case>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<method>[0-9a-f]{8})"
     r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?"
 )
 
