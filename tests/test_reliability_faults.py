@@ -198,7 +198,8 @@ def test_divergence_killed_worker_and_serial_vs_parallel(pytester, world, offlin
     document = json.loads((pytester.path / "serial" / "results.json").read_text())
     assert {"id", "dirty"} <= set(document["commit"]) and document["versions"]["torch"]
     stored = next((pytester.path / "baselines").rglob("inversion.json")).read_text()
-    recorded = json.loads(stored)["entries"]["1e-03"]["0"]["recorded"]
+    (entry,) = json.loads(stored)["entries"]["1e-03"]["0"].values()
+    recorded = entry["recorded"]
     assert {"seed", "versions", "device", "dtype", "commit"} <= set(recorded)
     assert "Traceback" not in text
 

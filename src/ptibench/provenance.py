@@ -6,6 +6,7 @@ Read from package metadata and git, nothing imported: safe to call anywhere, che
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import platform
 import subprocess
@@ -78,3 +79,29 @@ def package_commit() -> str | None:
     """The git commit of the checkout ptibench itself runs from (None when installed from a
     wheel): what a result's environment records."""
     return commit_info(Path(__file__).resolve().parent)["id"]
+
+
+def tree_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """sha256 over the files under `root` (relative path and content; compiled bytecode left
+    out), less the top-level folders named in `skip`: the identity of a folder's content."""
+    root = Path(root)
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root)
+        if (
+            not path.is_file()
+            or relative.parts[0] in skip
+            or "__pycache__" in relative.parts
+            or path.suffix in (".pyc", ".pyo")
+        ):
+            continue
+        digest.update(relative.as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def source_digest(root: Path, skip: tuple[str, ...] = ()) -> str:
+    """tree_digest of a source tree, computed once per process (code does not change under a
+    running process, and the cache key asks for it often)."""
+    return tree_digest(root, skip)

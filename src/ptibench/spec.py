@@ -140,7 +140,8 @@ class CaseSpec:
 
 @dataclass
 class CaseResult:
-    """Everything a case produced. `status` is 'ok' or 'diverged' (then `diverged_at` is set)."""
+    """Everything a case produced. `status` is 'ok' or 'diverged' (then `diverged_at` is set).
+    `records` holds the per-sample readings behind the metrics (ptibench.evaluation.evaluate)."""
 
     spec: CaseSpec
     status: str
@@ -151,6 +152,7 @@ class CaseResult:
     artifacts: dict[str, str] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     curves: list[dict[str, Any]] = field(default_factory=list)
+    records: dict[str, Any] = field(default_factory=dict)
     from_cache: bool = False
 
     def to_dict(self) -> dict[str, Any]:

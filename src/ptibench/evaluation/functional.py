@@ -57,26 +57,51 @@ def clip_text_features(models: MetricModels, texts: list[str]) -> torch.Tensor:
     return F.normalize(models.clip.encode_text(tokens).float(), dim=-1)
 
 
+def clip_i_pairs(
+    models: MetricModels, generated: torch.Tensor, reference: torch.Tensor
+) -> torch.Tensor:
+    """CLIP image-embedding cosine of every (generated, reference) pair: [len(a), len(b)]."""
+    a, b = clip_image_features(models, generated), clip_image_features(models, reference)
+    return a @ b.T
+
+
 def clip_i(models: MetricModels, generated: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean cosine of CLIP image embeddings over all (generated, reference) pairs."""
-    a, b = clip_image_features(models, generated), clip_image_features(models, reference)
-    return float((a @ b.T).mean())
+    return float(clip_i_pairs(models, generated, reference).mean())
+
+
+def clip_t_per_sample(
+    models: MetricModels, images_per_prompt: list[torch.Tensor], texts: list[str]
+) -> list[torch.Tensor]:
+    """Per prompt, the cosine between each of its images and its text: [len(images)] each."""
+    text = clip_text_features(models, texts)
+    return [
+        clip_image_features(models, images) @ text[i] for i, images in enumerate(images_per_prompt)
+    ]
+
+
+def mean_of_means(per_prompt: list[torch.Tensor]) -> float:
+    """Mean over prompts of each prompt's mean (how clip_t aggregates its per-sample cosines)."""
+    return float(np.mean([float(scores.mean()) for scores in per_prompt]))
 
 
 def clip_t(models: MetricModels, images_per_prompt: list[torch.Tensor], texts: list[str]) -> float:
     """Mean over prompts of the mean cosine between that prompt's images and its text."""
-    text = clip_text_features(models, texts)
-    scores = [
-        float((clip_image_features(models, images) @ text[i]).mean())
-        for i, images in enumerate(images_per_prompt)
-    ]
-    return float(np.mean(scores))
+    return mean_of_means(clip_t_per_sample(models, images_per_prompt, texts))
+
+
+def oracle_readings(images: np.ndarray) -> list[oracle.Reading]:
+    """The oracle's reading of each uint8 image [N, H, W, 3]."""
+    return [oracle.read(image) for image in images]
+
+
+def share(hits: list[bool]) -> float:
+    return float(np.mean(hits))
 
 
 def oracle_share(images: np.ndarray, wanted: dict[str, str]) -> float:
     """Share of uint8 images [N, H, W, 3] in which the oracle reads every wanted attribute."""
-
-    return float(np.mean([oracle.read(image).matches(wanted) for image in images]))
+    return share([reading.matches(wanted) for reading in oracle_readings(images)])
 
 
 @torch.no_grad()

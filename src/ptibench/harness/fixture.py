@@ -84,22 +84,28 @@ class CaseRunner:
         failure.__suppress_context__ = True
         raise failure
 
-    def _hint(self, spec=None) -> str:
+    def _hint(self, spec=None, force: bool = False) -> str:
         """The command that records baselines: this selection, or only `spec`'s stage and lr."""
         args = list(self.config.invocation_params.args)
         if spec is not None:
             args = [*without_options(args), "--lr-grid", spec.lr_id[3:], "--stage", spec.stage]
-        args = [a for a in args if a != "--update-baselines"]
-        return "pytest " + shlex.join([*args, "--update-baselines"])
+        args = [a for a in args if a not in ("--update-baselines", "--force")]
+        wanted = ["--update-baselines", "--force"] if force else ["--update-baselines"]
+        return "pytest " + shlex.join([*args, *wanted])
 
     def check(self, result) -> None:
-        """Pass, fail with the comparison table, or (with --update-baselines) record it."""
+        """Pass, fail with the comparison table, or (with --update-baselines) record it. A case
+        without a baseline of its own passes with a note (beside the reference method's
+        baseline where there is one), or fails with --ptibench-strict."""
         spec = result.spec
         label = f"{spec.stage} {spec.lr_id} seed {spec.seed}"
         if self.config.option.update_baselines:
             try:
                 path = baselines.update(
-                    self.session.baseline_dir, result, recorded_context(self.config, result)
+                    self.session.baseline_dir,
+                    result,
+                    recorded_context(self.config, result),
+                    force=self.config.option.force_baselines,
                 )
             except (PtibenchError, OSError) as error:
                 self._fail_with_error(result, f"cannot update the baseline: {error}")
@@ -111,10 +117,12 @@ class CaseRunner:
             self._fail_with_error(result, str(error))
         if found.entry is None:
             self._publish(result, "missing", found.reason)
-            pytest.fail(
-                f"no baseline for {label}: {found.reason}\ncreate it with: {self._hint()}",
-                pytrace=False,
-            )
+            if self.config.option.ptibench_strict:
+                pytest.fail(
+                    f"no baseline for {label}: {found.reason}\ncreate it with: {self._hint()}",
+                    pytrace=False,
+                )
+            return
         comparison = baselines.compare(found.entry, result)
         note = comparison.status_note
         if comparison.improved:
@@ -122,14 +130,15 @@ class CaseRunner:
         self._publish(result, "passed" if comparison.passed else "failed", note)
         if not comparison.passed:
             table = baselines.format_rows(comparison.rows) if comparison.rows else ""
-            changed = baselines.what_changed(
-                found.entry.get("recorded", {}), recorded_context(self.config, result)
-            )
+            now = recorded_context(self.config, result)
+            recorded = found.entry.get("recorded", {})
+            changed = baselines.what_changed(recorded, now)
+            force = bool(baselines.recorded_differently(recorded, now))
             pytest.fail(
                 f"{label} differs from its baseline {found.path}"
                 + (f": {comparison.status_note}" if comparison.status_note else "")
                 + (f"\n{table}" if table else "")
                 + (f"\nsince the baseline was recorded: {changed}" if changed else "")
-                + f"\nif the change is intended, update it: {self._hint(spec)}",
+                + f"\nif the change is intended, update it: {self._hint(spec, force)}",
                 pytrace=False,
             )

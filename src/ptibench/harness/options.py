@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ptibench.case_options import add_case_options, add_grid_options
 from ptibench.grids import positive_int
+from ptibench.results.export import TRACKERS
 
 DEFAULT_OUT = "ptibench-out"
 
@@ -29,7 +30,23 @@ def add_session_options(add) -> None:
         "--update-baselines",
         action="store_true",
         default=False,
-        help="record the selected cases as baselines (other lrs' entries are kept)",
+        help="record the selected cases as baselines (entries of other lrs, seeds and settings "
+        "are kept)",
+    )
+    add(
+        "--force",
+        dest="force_baselines",
+        action="store_true",
+        default=False,
+        help="with --update-baselines: also replace entries recorded under another world or "
+        "method version, device, dtype or compiled training",
+    )
+    add(
+        "--ptibench-strict",
+        action="store_true",
+        default=False,
+        help="a case without a baseline of its own fails (for CI); without it, such a case "
+        "passes and is reported beside the reference method's baseline",
     )
 
 
@@ -46,6 +63,26 @@ def add_location_options(add) -> None:
         default=None,
         metavar="DIR",
         help="case cache (default $PTIBENCH_CACHE or ./.ptibench-cache)",
+    )
+    add(
+        "--no-cache",
+        action="store_true",
+        default=False,
+        help="read no earlier result: every selected case (and its pivot) is computed afresh "
+        "in a new cache folder of its own, under the case cache's fresh/ (kept for the "
+        "reports; `ptibench cache prune` removes it later)",
+    )
+    add(
+        "--ptibench-autosave",
+        action="store_true",
+        default=False,
+        help="also keep this run's reports under DIR/runs/NNNN_<commit>/ (see `ptibench compare`)",
+    )
+    add(
+        "--report-to",
+        choices=TRACKERS,
+        default=None,
+        help="also export the run to a tracker: tensorboard (logs under DIR/tensorboard/)",
     )
     add(
         "--ptibench-baselines",

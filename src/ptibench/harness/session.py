@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,17 +19,21 @@ import pytest
 from ptibench.case_options import DEFAULT_STAGES, case_specs
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
-from ptibench.grids import LrGrid
+from ptibench.grids import PRESETS, LrGrid
 from ptibench.models.registry import resolve_world
 from ptibench.provenance import commit_info, versions
 from ptibench.results import baselines
+from ptibench.results.api import Tradeoff
 from ptibench.results.document import results_document, run_context, write_results
-from ptibench.results.report import render, summary_lines
+from ptibench.results.export import check_tracker, to_tensorboard
+from ptibench.results.history import autosave, saved_runs
+from ptibench.run.cache import fresh_cache_dir
 from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
 from ptibench.training.methods import get_method
 
 PAYLOAD_KEY = "ptibench"
 SPEC_FIXTURE = "ptibench_spec"
+FRESH_CACHE_ENV = "PTIBENCH_FRESH_CACHE"
 
 
 @dataclass
@@ -64,7 +69,7 @@ class PluginSession:
                 if opt.ptibench_baselines
                 else Path(config.rootpath) / "baselines"
             ),
-            cache_dir=here / opt.ptibench_cache if opt.ptibench_cache else None,
+            cache_dir=session_cache_dir(opt, here, hasattr(config, "workerinput")),
             is_worker=hasattr(config, "workerinput"),
         )
 
@@ -77,6 +82,11 @@ class PluginSession:
         self._check_world_and_concept()
         if not self.is_worker:
             self._check_out_dir()
+            if self.config.option.report_to:
+                try:
+                    check_tracker(self.config.option.report_to)
+                except PtibenchError as error:
+                    raise pytest.UsageError(str(error)) from None
 
     def _check_method(self) -> None:
         """--method must name a registered method that has every stage asked for; without
@@ -208,13 +218,68 @@ class PluginSession:
             return
         try:
             document = self.document()
-            paths = render(self.out_dir, document)
-            self.summary.extend(summary_lines(document))
+            report = Tradeoff(document)
+            paths = report.write(self.out_dir)
+            self.summary.extend(report.summary_lines())
             self.summary.append("reports: " + ", ".join(str(p) for p in paths))
         except Exception as error:  # noqa: BLE001 - one line; the session still ends cleanly
             self.errors.append(f"cannot write the reports in {self.out_dir}: {error}")
+        else:
+            self.keep(report.document)
+        try:
+            self.summary.extend(self.baseline_lines())
+        except Exception as error:  # noqa: BLE001 - one line; the session still ends cleanly
+            self.errors.append(f"cannot read the baselines in {self.baseline_dir}: {error}")
         if self.errors and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def keep(self, document: dict[str, Any]) -> None:
+        """--report-to and --ptibench-autosave, after the reports are written."""
+        opt = self.config.option
+        try:
+            if opt.report_to == "tensorboard":
+                folder = to_tensorboard(self.out_dir, document)
+                self.summary.append(f"tensorboard: tensorboard --logdir {folder}")
+            if opt.ptibench_autosave:
+                before = saved_runs(self.out_dir)
+                run = autosave(self.out_dir, document)
+                self.summary.append(f"saved this run as {run}")
+                if before:
+                    self.summary.append(f"compare it: ptibench compare {before[-1]} {run}")
+        except Exception as error:  # noqa: BLE001 - one line; the session still ends cleanly
+            self.errors.append(str(error) if isinstance(error, PtibenchError) else repr(error))
+
+    def baseline_lines(self) -> list[str]:
+        """Cases that had no baseline of their own, and stored entries no case used."""
+        cases = list(self.cases.values())
+        missing = [c for c in cases if (c.get("baseline") or {}).get("verdict") == "missing"]
+        lines = []
+        if missing and not self.config.option.ptibench_strict:
+            args = [a for a in self.config.invocation_params.args if a != "--update-baselines"]
+            lines.append(
+                f"{len(missing)} case(s) had no baseline of their own and were not checked "
+                "(--ptibench-strict makes that an error)"
+            )
+            if any(c["spec"]["method"] != DEFAULT_METHOD for c in missing):
+                lines.append(
+                    f"methods other than {DEFAULT_METHOD} are shown beside {DEFAULT_METHOD}'s "
+                    "stored baseline above, where it has one of the same settings"
+                )
+            lines.append("record them with: pytest " + shlex.join([*args, "--update-baselines"]))
+        specs = [CaseSpec.from_dict(case["spec"]) for case in cases]
+        full = {stage: PRESETS["default"][stage] for stage in STAGES}
+        unused = baselines.unused_entries(self.baseline_dir, specs, full)
+        if unused:
+            lines.append(
+                f"{len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'} "
+                "not used by this session's cases (kept; remove them by hand if obsolete):"
+            )
+            lines += [
+                f"  {entry.path}: lr={entry.lr} seed {entry.seed}"
+                + (f" (recorded with {entry.differs})" if entry.differs else "")
+                for entry in unused
+            ]
+        return lines
 
     def write_summary(self, terminalreporter) -> None:
         if not self.summary and not self.errors:
@@ -230,6 +295,19 @@ class PluginSession:
 
 
 SESSION = pytest.StashKey[PluginSession]()
+
+
+def session_cache_dir(opt, here: Path, is_worker: bool) -> Path | None:
+    """--ptibench-cache; with --no-cache, a fresh cache for this session, made by the controller
+    and handed to the xdist workers through the environment (they start after it)."""
+    root = here / opt.ptibench_cache if opt.ptibench_cache else None
+    if not opt.no_cache or opt.lr_grid is None:
+        return root
+    if is_worker and os.environ.get(FRESH_CACHE_ENV):
+        return Path(os.environ[FRESH_CACHE_ENV])
+    fresh = fresh_cache_dir(root)
+    os.environ[FRESH_CACHE_ENV] = str(fresh)
+    return fresh
 
 
 def is_case(item) -> bool:

@@ -1,15 +1,23 @@
-"""Stored baselines: one JSON file per world/concept/method/stage, entries keyed by the lr value.
+"""Stored baselines: one JSON file per world/concept/method/stage; within it, entries keyed by
+the lr, the seed and the settings that change the numbers.
 
 Layout: `baselines/<world>/<concept>/<method>/<stage>.json`::
 
-    {"format": "ptibench-baseline", "version": 1, "world": ..., "concept": ..., "method": ...,
-     "stage": ..., "entries": {"5e-03": {"<seed>": {
-         "spec": {...},                 # the full CaseSpec; other settings = no baseline
+    {"format": "ptibench-baseline", "version": 2, "world": ..., "concept": ..., "method": ...,
+     "stage": ..., "entries": {"5e-03": {"<seed>": {"<settings>": {
+         "spec": {...},                 # the full CaseSpec
          "status": "ok" | "diverged", "diverged_at": int | null,
          "metrics": {"lpips": {"value": 0.31, "direction": "lower", "abs": 0.03, "rel": 0.1}, ...},
-         "recorded": {"versions", "seed", "device", "commit", "date", ...}}}}}
+         "recorded": {"versions", "seed", "device", "commit", "date", ...}}}}}}
 
 Keys are lr values (`5e-03`), not node ids, so renaming a test or changing the grid keeps them.
+`<settings>` spells every other spec field that changes the numbers (steps, batch size, pivot
+lr, the sampler's settings; `settings_key`), so a 5-step smoke run records entries of its own
+beside the 1000-step ones instead of replacing them. The world and method versions, device,
+dtype and compiled training are recorded with each entry: `--update-baselines` refuses to
+replace an entry recorded under others unless forced (`update(..., force=True)`), and a
+failing check names them (`what_changed`). Version 1 files (entries keyed by lr and seed
+only) are read as version 2 and rewritten as such on the next update.
 Tolerances are stored with each metric, so a hand-tuned one survives `--update-baselines`.
 
 Tolerance defaults (allowed = max(abs, rel * |baseline|)). CPU runs are bitwise-deterministic on one
@@ -51,8 +59,12 @@ from ptibench.errors import PtibenchError
 from ptibench.results.tables import render_text
 from ptibench.spec import CaseResult, CaseSpec, lr_key
 
+IDENTITY_FIELDS = ("world", "concept", "method", "stage", "lr", "seed")
+"""Spec fields that place an entry (its file, lr and seed keys) rather than name its settings."""
+
 FORMAT = "ptibench-baseline"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DIRECTIONS = ("higher", "lower", "both")
 STATUSES = ("ok", "diverged")
 SHARE_METRICS = ("appearance", "edit_success")
@@ -126,11 +138,27 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _check_case(where: str, case: Any) -> str | None:
+    if not isinstance(case, dict) or case.get("status") not in STATUSES:
+        return f'{where}: "status" must be one of {", ".join(STATUSES)}'
+    if not isinstance(case.get("spec"), dict) or not isinstance(case.get("metrics"), dict):
+        return f'{where}: needs "spec" and "metrics" objects'
+    for name, metric in case["metrics"].items():
+        if not isinstance(metric, dict) or not _finite(metric.get("value")):
+            return f'{where}: metric {name!r} needs a finite "value"'
+        if metric.get("direction") not in DIRECTIONS:
+            return f'{where}: metric {name!r} "direction" must be one of {DIRECTIONS}'
+        for tol in ("abs", "rel"):
+            if not _finite(metric.get(tol)) or metric[tol] < 0:
+                return f'{where}: metric {name!r} "{tol}" must be a number >= 0'
+    return None
+
+
 def _check_schema(data: Any) -> str | None:
-    """What is wrong with a parsed baseline file, or None."""
+    """What is wrong with a parsed baseline file (version 1 or 2), or None."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return f'not a ptibench baseline (needs "format": "{FORMAT}")'
-    if data.get("version") != VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         return f"unsupported version {data.get('version')!r} (expected {VERSION})"
     entries = data.get("entries")
     if not isinstance(entries, dict):
@@ -138,25 +166,64 @@ def _check_schema(data: Any) -> str | None:
     for lr, by_seed in entries.items():
         if not isinstance(by_seed, dict):
             return f"entry {lr!r} must be an object keyed by seed"
-        for seed, case in by_seed.items():
+        for seed, cases in by_seed.items():
             where = f"entry {lr}/seed {seed}"
-            if not isinstance(case, dict) or case.get("status") not in STATUSES:
-                return f'{where}: "status" must be one of {", ".join(STATUSES)}'
-            if not isinstance(case.get("spec"), dict) or not isinstance(case.get("metrics"), dict):
-                return f'{where}: needs "spec" and "metrics" objects'
-            for name, metric in case["metrics"].items():
-                if not isinstance(metric, dict) or not _finite(metric.get("value")):
-                    return f'{where}: metric {name!r} needs a finite "value"'
-                if metric.get("direction") not in DIRECTIONS:
-                    return f'{where}: metric {name!r} "direction" must be one of {DIRECTIONS}'
-                for tol in ("abs", "rel"):
-                    if not _finite(metric.get(tol)) or metric[tol] < 0:
-                        return f'{where}: metric {name!r} "{tol}" must be a number >= 0'
+            if data["version"] == 1:
+                cases = {"": cases}
+            elif not isinstance(cases, dict):
+                return f"{where} must be an object keyed by settings"
+            for settings, case in cases.items():
+                problem = _check_case(f"{where}{'/' if settings else ''}{settings}", case)
+                if problem:
+                    return problem
     return None
 
 
+def settings_key(spec: CaseSpec) -> str:
+    """The settings of `spec` that change the numbers, as one readable key: every field but
+    those that place the entry (world, concept, method, stage, lr, seed) and those without
+    effect on the final metrics, e.g. 'batch_size=4,eval.guidance_scale=4.0,...,steps=1000'."""
+    data = spec.to_dict()
+    parts = []
+    for name in sorted(data):
+        if name in IDENTITY_FIELDS or name in SETTINGS_WITHOUT_EFFECT:
+            continue
+        value = data[name]
+        if isinstance(value, dict):
+            parts += [f"{name}.{key}={value[key]!r}" for key in sorted(value)]
+        else:
+            parts.append(f"{name}={value!r}")
+    return ",".join(parts)
+
+
+def settings_difference(settings: str, other: str) -> str:
+    """The parts of settings key `settings` that differ from `other` ('' when none)."""
+    theirs = dict(part.split("=", 1) for part in other.split(",") if "=" in part)
+    return ",".join(
+        part
+        for part in settings.split(",")
+        if theirs.get(part.split("=", 1)[0]) != part.split("=", 1)[-1]
+    )
+
+
+def _entry_settings(entry: Mapping[str, Any]) -> str:
+    return settings_key(CaseSpec.from_dict(entry["spec"]))
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """A version 1 file's entries ({lr: {seed: entry}}) keyed by their settings too."""
+    if data["version"] == 1:
+        data["entries"] = {
+            lr: {seed: {_entry_settings(entry): entry} for seed, entry in by_seed.items()}
+            for lr, by_seed in data["entries"].items()
+        }
+        data["version"] = VERSION
+    return data
+
+
 def load_file(path: Path) -> dict[str, Any] | None:
-    """A validated baseline file, None if absent; PtibenchError (one line naming it) if bad."""
+    """A validated baseline file (version 1 read as version 2), None if absent; PtibenchError
+    (one line naming it) if bad."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -175,7 +242,7 @@ def load_file(path: Path) -> dict[str, Any] | None:
     problem = _check_schema(data)
     if problem:
         raise PtibenchError(f"baseline file {path}: wrong schema: {problem}")
-    return data
+    return _upgrade(data)
 
 
 @dataclass
@@ -192,20 +259,24 @@ def lookup(root: Path, spec: CaseSpec) -> Lookup:
     data = load_file(path)
     if data is None:
         return Lookup(path, None, f"no baseline file {path}")
-    entry = data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed))
-    if entry is None:
+    variants = data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed), {})
+    if not variants:
         return Lookup(path, None, f"no entry for lr={lr_key(spec.lr)} seed={spec.seed} in {path}")
-    stored = entry["spec"]
+    entry = variants.get(settings_key(spec))
+    if entry is not None:
+        return Lookup(path, entry)
+    stored = next(iter(variants.values()))["spec"]
     wanted = spec.to_dict()
     changed = [
         k
         for k in sorted(set(stored) | set(wanted))
         if k not in SETTINGS_WITHOUT_EFFECT and stored.get(k) != wanted.get(k)
     ]
-    if changed:
-        shown = ", ".join(f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})" for k in changed)
-        return Lookup(path, None, f"the entry in {path} was recorded with other settings: {shown}")
-    return Lookup(path, entry)
+    shown = ", ".join(f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})" for k in changed)
+    others = f" (and {len(variants) - 1} more)" if len(variants) > 1 else ""
+    return Lookup(
+        path, None, f"the entry in {path} was recorded with other settings: {shown}{others}"
+    )
 
 
 @dataclass
@@ -359,8 +430,40 @@ def make_entry(
     }
 
 
-def update(root: Path, result: CaseResult, recorded: Mapping[str, Any]) -> Path:
-    """Merge `result`'s entry into its file under a lock; other lrs' entries are left untouched."""
+GUARDED_FIELDS = ("world_version", "method_version", "device", "dtype", "compiled")
+"""What an entry was recorded under besides its spec: replacing an entry recorded under other
+values of these takes `force` (the numbers would come from another world, method, device or
+kind of training)."""
+
+
+class BaselineConflict(PtibenchError):
+    """--update-baselines would replace an entry recorded under other settings."""
+
+
+def _guarded(recorded: Mapping[str, Any], name: str) -> Any:
+    value = {**RECORDED_DEFAULTS, **recorded}.get(name)
+    return value.split(":")[0] if name == "device" and isinstance(value, str) else value
+
+
+def recorded_differently(stored: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """Which GUARDED_FIELDS differ between an entry's recording and `now` ('' when none; a
+    field either side did not record counts as the same)."""
+    changes = [
+        f"{name} {_guarded(stored, name)} -> {_guarded(now, name)}"
+        for name in GUARDED_FIELDS
+        if _guarded(stored, name) is not None
+        and _guarded(now, name) is not None
+        and _guarded(stored, name) != _guarded(now, name)
+    ]
+    return "; ".join(changes)
+
+
+def update(
+    root: Path, result: CaseResult, recorded: Mapping[str, Any], *, force: bool = False
+) -> Path:
+    """Merge `result`'s entry into its file under a lock. Entries of other lrs, seeds and
+    settings are left untouched; the entry of the same settings is replaced, unless it was
+    recorded under other GUARDED_FIELDS and `force` is not set (BaselineConflict)."""
     spec = result.spec
     path = baseline_path(root, spec)
     with baseline_lock(path):
@@ -373,18 +476,84 @@ def update(root: Path, result: CaseResult, recorded: Mapping[str, Any]) -> Path:
             "stage": spec.stage,
             "entries": {},
         }
-        by_seed = data["entries"].setdefault(lr_key(spec.lr), {})
-        by_seed[str(spec.seed)] = make_entry(result, recorded, by_seed.get(str(spec.seed)))
+        variants = data["entries"].setdefault(lr_key(spec.lr), {}).setdefault(str(spec.seed), {})
+        key = settings_key(spec)
+        previous = variants.get(key)
+        if previous is not None and not force:
+            changed = recorded_differently(previous.get("recorded", {}), recorded)
+            if changed:
+                raise BaselineConflict(
+                    f"the entry for lr={lr_key(spec.lr)} seed={spec.seed} in {path} was "
+                    f"recorded under other settings ({changed}); pass --force to replace it"
+                )
+        variants[key] = make_entry(result, recorded, previous)
         io.atomic_write_json(path, data)
     return path
 
 
 def stored_entry(root: Path, spec: CaseSpec) -> dict[str, Any] | None:
-    """The stored entry for `spec`'s lr and seed whatever its other settings (for side-by-side)."""
+    """The stored entry for `spec` (its lr, seed and settings), or None; an unreadable file
+    counts as none (for side-by-side tables, which must not fail a run)."""
     try:
         data = load_file(baseline_path(root, spec))
     except PtibenchError:
         return None
     if data is None:
         return None
-    return data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed))
+    variants = data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed), {})
+    return variants.get(settings_key(spec))
+
+
+@dataclass(frozen=True)
+class Unused:
+    """A stored entry no case of a session used; `differs` names its settings that differ
+    from those the session ran ('' when they are the same)."""
+
+    path: Path
+    lr: str
+    seed: str
+    settings: str
+    differs: str = ""
+
+
+def unused_entries(
+    root: Path, specs: list[CaseSpec], full_grids: Mapping[str, tuple[float, ...]]
+) -> list[Unused]:
+    """The entries of the baseline files `specs` touched that none of them used, like an
+    unused-snapshot report after a whole test suite: where the session ran a stage's whole grid
+    (`full_grids`: stage -> its lrs), entries of its settings at lrs outside it, and, if it ran
+    the default settings, entries recorded under other settings (old smoke runs, say). Only
+    seeds the session ran count; a smaller selection or a smoke run reports nothing, since
+    what it left out is not thereby unused."""
+    used: dict[Path, set[tuple[str, str, str]]] = {}
+    seeds: dict[Path, set[str]] = {}
+    lrs: dict[Path, set[float]] = {}
+    first: dict[Path, CaseSpec] = {}
+    for spec in specs:
+        path = baseline_path(root, spec)
+        first.setdefault(path, spec)
+        used.setdefault(path, set()).add((lr_key(spec.lr), str(spec.seed), settings_key(spec)))
+        seeds.setdefault(path, set()).add(str(spec.seed))
+        lrs.setdefault(path, set()).add(spec.lr)
+    found = []
+    for path in sorted(used):
+        spec = first[path]
+        grid = full_grids.get(spec.stage)
+        if not grid or not set(grid) <= lrs[path]:
+            continue
+        mine = settings_key(spec)
+        default = mine == settings_key(CaseSpec(stage=spec.stage, lr=spec.lr))
+        try:
+            data = load_file(path)
+        except PtibenchError:
+            continue
+        for lr, by_seed in (data or {}).get("entries", {}).items():
+            for seed, variants in by_seed.items():
+                for settings in variants:
+                    if seed not in seeds[path] or (lr, seed, settings) in used[path]:
+                        continue
+                    if settings == mine or default:
+                        found.append(
+                            Unused(path, lr, seed, settings, settings_difference(settings, mine))
+                        )
+    return found

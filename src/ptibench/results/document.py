@@ -42,13 +42,19 @@ def load_results(out_dir: Path) -> dict[str, Any]:
         raise PtibenchError(f"{path}: not readable results JSON: {error}") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise PtibenchError(f"{path}: not a ptibench results file")
-    if not isinstance(document.get("cases"), list):
-        raise PtibenchError(f'{path}: wrong schema: "cases" must be a list')
-    for index, case in enumerate(document["cases"]):
+    validate_cases(document.get("cases"), str(path))
+    return document
+
+
+def validate_cases(cases: Any, where: str) -> None:
+    """PtibenchError (one line, naming `where` and the case) unless `cases` is a list of cases
+    that can be tabulated."""
+    if not isinstance(cases, list):
+        raise PtibenchError(f'{where}: wrong schema: "cases" must be a list')
+    for index, case in enumerate(cases):
         problem = _case_problem(case)
         if problem:
-            raise PtibenchError(f"{path}: wrong schema: cases[{index}] {problem}")
-    return document
+            raise PtibenchError(f"{where}: wrong schema: cases[{index}] {problem}")
 
 
 CASE_SPEC_FIELDS = ("world", "concept", "method", "stage", "lr", "seed")

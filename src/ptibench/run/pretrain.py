@@ -20,7 +20,7 @@ from ptibench.io import atomic_write_json, ensure_dir, file_lock, read_json
 from ptibench.models.artifacts import load_embedding, save_embedding
 from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.registry import resolve_world
-from ptibench.run.cache import ResultCache, method_version
+from ptibench.run.cache import TRAINED_DIR, ResultCache, method_version
 from ptibench.spec import validate_spec
 from ptibench.training.batched import batchable, grid_batching_enabled, lr_group_key, train_batched
 from ptibench.training.loop import TrainingData, TrainOutcome
@@ -28,9 +28,6 @@ from ptibench.training.methods import get_method
 
 MIN_BATCHED = 2
 """Fewer uncached cases than this in a grid: nothing to gain, the sequential path runs them."""
-
-
-TRAINED_DIR = "trained"
 
 
 def trained_dir(cache, entry) -> Path:

@@ -30,7 +30,7 @@ from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.metric_models import load_metric_models
 from ptibench.models.registry import resolve_world
 from ptibench.provenance import package_commit, versions
-from ptibench.run.cache import ResultCache, method_version
+from ptibench.run.cache import ResultCache, code_version, method_version
 from ptibench.run.curves import Tracker
 from ptibench.run.pretrain import discard_trained, load_trained, pretrain
 from ptibench.spec import CaseResult, CaseSpec, validate_spec
@@ -62,6 +62,7 @@ def environment(spec: CaseSpec, world, version: str, method, device) -> dict[str
         "method": method.name,
         "method_version": method.version,
         "method_key": method_version(method),
+        "code_version": code_version(),
     }
 
 
@@ -119,6 +120,7 @@ class CaseRun:
             artifacts=artifacts,
             environment=env,
             curves=tracker.finish(outcome, evaluation) if tracker else outcome.curves,
+            records=evaluation.records if evaluation is not None else {},
         )
 
     def evaluate(self, vector, unet, show: bool):
