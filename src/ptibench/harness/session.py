@@ -23,7 +23,7 @@ from ptibench.models.registry import resolve_world
 from ptibench.provenance import commit_info, versions
 from ptibench.results import baselines
 from ptibench.results.document import results_document, run_context, write_results
-from ptibench.results.report import render, summary_lines
+from ptibench.results.report import collect_artifacts, render, summary_lines
 from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
 from ptibench.training.methods import get_method
 
@@ -157,11 +157,15 @@ class PluginSession:
         payloads = [value for key, value in report.user_properties if key == PAYLOAD_KEY]
         if not payloads or report.when != "call":
             return
+        merged = []
         for payload in payloads:
             case = json.loads(payload)
             case["outcome"] = report.outcome
             self.cases[report.nodeid] = case
+            merged.append(case)
         try:
+            for case in merged:  # the report folder keeps the artifacts, not the cache's paths
+                collect_artifacts(self.out_dir, case)
             write_results(self.out_dir, self.document())
         except Exception as error:  # noqa: BLE001 - a report problem must not stop the benchmark
             message = str(error)  # a PtibenchError already names the file
