@@ -10,6 +10,7 @@ every image decoded (`data-images="ok"`), so a headless browser can check the pa
 from __future__ import annotations
 
 import base64
+import datetime as _dt
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -158,12 +159,16 @@ def _grids_html(table: TradeoffTable, cases: Sequence[Mapping[str, Any]], images
     return '<h3>samples per lr</h3>\n<div class="grids">\n' + "\n".join(figures) + "\n</div>"
 
 
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
 def _provenance(document: Mapping[str, Any]) -> str:
     commit = document.get("commit") or {}
     facts = {
         "commit": f"{commit.get('id')} (branch {commit.get('branch')}, "
         f"dirty {commit.get('dirty')})",
-        "written": document.get("written") or "-",
+        "written": document.get("written") or _now(),
         "invocation": " ".join(str(a) for a in document.get("invocation") or []) or "-",
         "options": ", ".join(f"{k}={v}" for k, v in (document.get("options") or {}).items()),
         "machine": ", ".join(f"{k}={v}" for k, v in (document.get("machine") or {}).items()),
