@@ -1,6 +1,6 @@
 """The shipped tiny world genuinely works: prompt following, CLIP zero-shot, LPIPS behaviour.
 
-These run on the weights in fixtures/tiny-world and would fail on random weights.
+These run on the weights in src/ptibench/fixtures/tiny-world and would fail on random weights.
 """
 
 import json

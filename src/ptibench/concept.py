@@ -97,7 +97,7 @@ def _square_resize(array: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def concept_folder(name_or_folder: str | Path) -> Path:
-    """A path to a folder, or the name of a shipped concept under fixtures/concepts."""
+    """A path to a folder, or the name of a shipped concept (ptibench.assets.concepts_root())."""
     text = str(name_or_folder)
     path = Path(text).expanduser()
     if path.is_dir() or "/" in text or "\\" in text or text.startswith("."):
