@@ -248,7 +248,10 @@ def test_html_report_loads_offline_in_a_headless_browser(tmp_path):
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", source), "no network address"
 
     dumped = _browse(
-        browser, tmp_path / "profile", "--virtual-time-budget=5000", "--dump-dom",
+        browser,
+        tmp_path / "profile",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
         page_path.as_uri(),
     )
     assert dumped.returncode == 0, dumped.stderr[-2000:]
@@ -266,7 +269,10 @@ def test_html_report_loads_offline_in_a_headless_browser(tmp_path):
 
     shot = tmp_path / "shot.png"
     taken = _browse(
-        browser, tmp_path / "profile", "--window-size=1280,1600", f"--screenshot={shot}",
+        browser,
+        tmp_path / "profile",
+        "--window-size=1280,1600",
+        f"--screenshot={shot}",
         page_path.as_uri(),
     )
     assert taken.returncode == 0 and shot.is_file(), taken.stderr[-2000:]

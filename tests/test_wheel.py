@@ -46,8 +46,17 @@ def build_wheel(tmp_path: Path) -> Path:
         shutil.copy(REPO / name, source / name)
     dist = tmp_path / "dist"
     _run(
-        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-        "--quiet", "-w", dist, source,
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--quiet",
+        "-w",
+        dist,
+        source,
     )
     shutil.rmtree(source)
     (wheel,) = dist.glob("ptibench-*.whl")
@@ -81,24 +90,51 @@ def test_the_wheel_carries_the_world_and_runs_a_case_outside_the_repository(tmp_
 
     python = fresh_venv(tmp_path)
     _run(
-        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-        "--quiet", wheel,
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--no-deps",
+        "--no-index",
+        "--quiet",
+        wheel,
     )
     project = tmp_path / "my-project"
     project.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PTIBENCH_FIXTURES")}
     env["OMP_NUM_THREADS"] = "1"
     where = _run(
-        python, "-c", "import ptibench.assets as a; print(a.__file__); print(a.tiny_world_path())",
-        cwd=project, env=env,
+        python,
+        "-c",
+        "import ptibench.assets as a; print(a.__file__); print(a.tiny_world_path())",
+        cwd=project,
+        env=env,
     ).stdout.split()
     assert all(Path(p).is_relative_to(tmp_path / "venv") for p in where), where
 
     ran = _run(
-        python, "-m", "pytest", "--pyargs", "ptibench.benchmark", "-p", "no:cacheprovider",
-        "--lr-grid", "1e-2", "--stage", "inversion", "--steps", "2",
-        "--samples-per-prompt", "1", "--sample-steps", "1", "--update-baselines",
-        cwd=project, env=env,
+        python,
+        "-m",
+        "pytest",
+        "--pyargs",
+        "ptibench.benchmark",
+        "-p",
+        "no:cacheprovider",
+        "--lr-grid",
+        "1e-2",
+        "--stage",
+        "inversion",
+        "--steps",
+        "2",
+        "--samples-per-prompt",
+        "1",
+        "--sample-steps",
+        "1",
+        "--update-baselines",
+        cwd=project,
+        env=env,
     )
     assert "1 passed" in ran.stdout
     assert (project / "ptibench-out" / "report.html").is_file()

@@ -64,4 +64,3 @@ def generate(
         out.append(to_uint8(result.images))
     images = np.concatenate(out)
     return images.reshape(prompts, per_prompt, *images.shape[1:])
-

@@ -131,8 +131,10 @@ def markdown(document: Mapping[str, Any]) -> str:
         for case in samples:
             for name in case["samples"]:
                 lines.append(f"![{name}](samples/{name})")
-    lines += ["", f"The same with the sample grids and provenance, offline: [{HTML_REPORT}]"
-              f"({HTML_REPORT})."]
+    lines += [
+        "",
+        f"The same with the sample grids and provenance, offline: [{HTML_REPORT}]({HTML_REPORT}).",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -232,7 +234,11 @@ def _plot_tradeoff(ax, table: TradeoffTable) -> None:
     for row, x, y in zip(rows, gains, edits, strict=True):
         colour = "tab:red" if row.past_knee else "black"
         ax.annotate(
-            lr_key(row.lr), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
+            lr_key(row.lr),
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
             color=colour,
         )
         if row.lr == knee:
@@ -257,10 +263,22 @@ def _mark_breaks(ax, table: TradeoffTable, gains: list[float], edits: list[float
     for index, row in enumerate(broken):
         x = min(max(row.gain, x_low - x_pad), x_high + x_pad)
         y = min(max(-row.loss, y_low - y_pad), y_high + y_pad)
-        ax.plot([x], [y], "X", markersize=11, color="tab:red",
-                label="breaks (both sides lose)" if index == 0 else None)
-        ax.annotate(f"{lr_key(row.lr)} breaks", (x, y), textcoords="offset points",
-                    xytext=(4, -10), fontsize=8, color="tab:red")
+        ax.plot(
+            [x],
+            [y],
+            "X",
+            markersize=11,
+            color="tab:red",
+            label="breaks (both sides lose)" if index == 0 else None,
+        )
+        ax.annotate(
+            f"{lr_key(row.lr)} breaks",
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+            color="tab:red",
+        )
 
 
 def _plot_distance(ax, table: TradeoffTable) -> None:
@@ -288,8 +306,14 @@ def _plot_distance(ax, table: TradeoffTable) -> None:
     for index, row in enumerate(r for r in table.rows if r.broken):
         at = row.metrics.get("distance")
         if at and at > 0:
-            ax.axvline(at, color="tab:red", linestyle="-", linewidth=2, alpha=0.5,
-                       label="breaks" if index == 0 else None)
+            ax.axvline(
+                at,
+                color="tab:red",
+                linestyle="-",
+                linewidth=2,
+                alpha=0.5,
+                label="breaks" if index == 0 else None,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("distance travelled")
     ax.set_ylabel("metric, worst..best of the sound lrs -> 0..1")

@@ -202,7 +202,6 @@ class CaseRun:
         artifacts["samples"] = str(staging / "samples.png")
         return artifacts, evaluation
 
-
     def sample_sheet(self, evaluation):
         """The samples, one labelled row per prompt, under the concept's training images."""
         spec = self.spec
