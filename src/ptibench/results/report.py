@@ -74,13 +74,14 @@ def timing_line(document: Mapping[str, Any]) -> str:
     """How long the cases took, in worker time, and the cache hits.
 
     A case trained in a batched stage-1 run records its share of that run (`batched_train_s`,
-    also in its `train_s`); the run itself happened before the case started, so the share is
-    outside the case's `total_s` and is added to the total here. The parts add up to the total.
+    also in its `train_s`; 0 for a case that trained alone); the run itself happened before the
+    case started, so the share is outside the case's `total_s` and is added to the total here.
+    The parts add up to the total.
     """
     cases = document["cases"]
     cached = sum(bool(case.get("from_cache")) for case in cases)
     fresh = [case.get("timings") or {} for case in cases if not case.get("from_cache")]
-    batched = [t["batched_train_s"] for t in fresh if "batched_train_s" in t]
+    batched = [t["batched_train_s"] for t in fresh if t.get("batched_train_s")]
     train = sum(t.get("train_s", 0.0) + t.get("pivot_s", 0.0) for t in fresh)
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
     total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)
