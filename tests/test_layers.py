@@ -42,6 +42,19 @@ ALLOWED = {
         "studies",
         "harness",
     },
+    # the installed lr-grid cases (pytest --pyargs ptibench.benchmark): test code, on top
+    "benchmark": {
+        "foundation",
+        "world",
+        "models",
+        "training",
+        "evaluation",
+        "run",
+        "results",
+        "studies",
+        "harness",
+        "benchmark",
+    },
 }
 DEPRECATED_ALIASES = {"ptibench.runner", "ptibench.methods"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from test_plugin_support import make_project, run, subprocess_pythonpath
@@ -46,3 +47,22 @@ def test_two_workers_give_the_serial_table(pytester, monkeypatch):
     ]
     assert [c["nodeid"] for c in cases[0]] == [c["nodeid"] for c in cases[1]]
     assert [c["metrics"] for c in cases[0]] == [c["metrics"] for c in cases[1]]
+    assert_progress_lines(parallel.stdout.lines, cases=14)
+
+
+START = re.compile(r"^ptibench: \[(gw[01])\] start (inversion-\S+) \(\d running, \d+/(\d+) done")
+DONE = re.compile(
+    r"^ptibench: \[(gw[01])\] done  (inversion-\S+): passed in \d+:\d\d "
+    r"\((\d+)/(\d+) done, \d+:\d\d elapsed, ETA \d+:\d\d\)$"
+)
+
+
+def assert_progress_lines(lines: list[str], cases: int) -> None:
+    """Under xdist the controller prints each case as a worker starts it and as it finishes:
+    worker, case, time taken, cases done of the total, elapsed time and ETA."""
+    starts = [m.groups() for m in map(START.match, lines) if m]
+    dones = [m.groups() for m in map(DONE.match, lines) if m]
+    assert len(starts) == len(dones) == cases, "\n".join(lines)
+    assert {total for *_, total in starts + dones} == {str(cases)}
+    assert sorted(int(done) for _, _, done, _ in dones) == list(range(1, cases + 1))
+    assert {(worker, case) for worker, case, _ in starts} == {(w, c) for w, c, *_ in dones}

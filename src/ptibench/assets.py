@@ -1,4 +1,5 @@
-"""Where the shipped world lives: `fixtures/` of the repository, or $PTIBENCH_FIXTURES."""
+"""Where the shipped world lives: the package's own `fixtures/` folder (the tiny world and its
+concepts travel in the wheel), or $PTIBENCH_FIXTURES, a folder with the same layout."""
 
 from __future__ import annotations
 
@@ -7,19 +8,19 @@ from pathlib import Path
 
 from ptibench.errors import PtibenchError
 
+PACKAGED = Path(__file__).resolve().parent / "fixtures"
+
 
 def fixtures_root() -> Path:
-    """$PTIBENCH_FIXTURES, else the nearest `fixtures/` above the cwd or the package."""
+    """$PTIBENCH_FIXTURES, else the fixtures installed with the package."""
     env = os.environ.get("PTIBENCH_FIXTURES")
     if env:
         return Path(env)
-    for start in (Path.cwd(), Path(__file__).resolve()):
-        for folder in (start, *start.parents):
-            candidate = folder / "fixtures" / "tiny-world"
-            if candidate.is_dir():
-                return candidate.parent
+    if (PACKAGED / "tiny-world").is_dir():
+        return PACKAGED
     raise PtibenchError(
-        "cannot find the fixtures folder with tiny-world/: set PTIBENCH_FIXTURES to it"
+        f"no tiny world at {PACKAGED / 'tiny-world'} (an install without its data?): "
+        "set PTIBENCH_FIXTURES to a folder with tiny-world/ and concepts/"
     )
 
 

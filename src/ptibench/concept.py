@@ -1,19 +1,24 @@
 """A concept: a folder of images plus a concept.json saying how to prompt for it and test it.
 
 Loading validates everything up front, so a bad folder fails before any model loads, with one
-line naming the file or field. Odd but usable images (RGBA, greyscale, 16-bit, other sizes) are
-converted, with a note, rather than refused.
+line naming the file or field. concept.json is checked against the published JSON Schema
+(`ptibench/concept.schema.json`, both kinds: real photos and tiny-world concepts); the images
+against the folder. Odd but usable images (RGBA, greyscale, 16-bit, other sizes) are converted,
+with a note, rather than refused.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
+from jsonschema.exceptions import ValidationError, best_match
 from PIL import Image, UnidentifiedImageError
 
 from ptibench.assets import concepts_root
@@ -21,13 +26,7 @@ from ptibench.edit_prompts import DEFAULT_EDIT_PROMPTS
 from ptibench.errors import PtibenchError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-REQUIRED_FIELDS = (
-    "name",
-    "placeholder",
-    "class_noun",
-    "initializer",
-    "reconstruction_prompt",
-)
+SCHEMA_PATH = Path(__file__).with_name("concept.schema.json")
 
 
 class ConceptWarning(UserWarning):
@@ -98,7 +97,7 @@ def _square_resize(array: np.ndarray, resolution: int) -> np.ndarray:
 
 
 def concept_folder(name_or_folder: str | Path) -> Path:
-    """A path to a folder, or the name of a shipped concept under fixtures/concepts."""
+    """A path to a folder, or the name of a shipped concept (ptibench.assets.concepts_root())."""
     text = str(name_or_folder)
     path = Path(text).expanduser()
     if path.is_dir() or "/" in text or "\\" in text or text.startswith("."):
@@ -138,19 +137,64 @@ def _read_image(path: Path) -> tuple[np.ndarray, str | None]:
     return np.ascontiguousarray(array, dtype=np.uint8), note
 
 
-def _field(data: dict, key: str, kind: type, where: Path) -> Any:
-    if key not in data:
-        raise PtibenchError(f"{where}: missing field {key!r}")
-    value = data[key]
-    if not isinstance(value, kind) or (isinstance(value, str) and not value.strip()):
-        raise PtibenchError(f"{where}: field {key!r} must be a non-empty {kind.__name__}")
-    return value
+@functools.cache
+def concept_schema() -> dict[str, Any]:
+    """The JSON Schema of concept.json (shipped beside this module)."""
+    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _prompt(value: Any, key: str, where: Path) -> str:
-    if not isinstance(value, str) or "{}" not in value:
-        raise PtibenchError(f"{where}: {key} must be a string containing '{{}}', got {value!r}")
-    return value
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = concept_schema()
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _where(path) -> str:
+    """A JSON path as concept.json's fields are named: images[0].file."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text.lstrip(".")
+
+
+TYPE_WORDS = {"array": "a non-empty list", "object": "an object", "string": "a string"}
+
+
+def describe(error: ValidationError) -> str:
+    """One schema violation as a phrase naming the field: "missing field 'initializer'",
+    "field 'edit_prompts[2]' must be a string containing '{}', got 'a ring'"."""
+    where = _where(error.absolute_path)
+    kind, value = error.validator, error.validator_value
+    if kind == "required":
+        missing = next(name for name in value if name not in error.instance)
+        return f"{where} needs a {missing!r}" if where else f"missing field {missing!r}"
+    if kind == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known))
+        name = f"{where}.{extra[0]}" if where else extra[0]
+        return f"unknown field {name!r} (known: {', '.join(known)})"
+    if not where:
+        return "expected a JSON object"
+    if kind == "enum":
+        message = f"must be one of {', '.join(map(str, value))}"
+    elif "x-message" in error.schema:
+        message = error.schema["x-message"]
+    elif kind == "type":
+        message = f"must be {TYPE_WORDS.get(value, value)}"
+    elif kind in ("minItems", "minProperties"):
+        message = "must not be empty"
+    else:
+        message = error.message
+    shown = error.instance
+    short = isinstance(shown, str | int | float) and len(repr(shown)) < 60
+    got = f", got {shown!r}" if short else ""
+    return f"field {where!r} {message}{got}"
+
+
+def schema_problem(data: Any) -> str | None:
+    """The most relevant way `data` breaks the concept.json schema, or None."""
+    error = best_match(_validator().iter_errors(data))
+    return None if error is None else describe(error)
 
 
 def load_concept(name_or_folder: str | Path) -> Concept:
@@ -158,67 +202,43 @@ def load_concept(name_or_folder: str | Path) -> Concept:
     folder = concept_folder(name_or_folder)
     meta_path = folder / "concept.json"
     data = _read_meta(folder, meta_path)
-    recon = _prompt(data["reconstruction_prompt"], "reconstruction_prompt", meta_path)
-    edits = _edit_prompts(data.get("edit_prompts"), meta_path)
     templates = data.get("templates")
-    if templates is not None:
-        if not isinstance(templates, list) or not templates:
-            raise PtibenchError(f"{meta_path}: templates must be a non-empty list")
-        templates = tuple(_prompt(t, "templates", meta_path) for t in templates)
-    appearance = data.get("appearance")
-    if appearance is not None and not isinstance(appearance, dict):
-        raise PtibenchError(f"{meta_path}: appearance must be an object")
     images, notes = _read_images(folder, meta_path, data.get("images"))
     return Concept(
         name=data["name"],
         placeholder=data["placeholder"],
         class_noun=data["class_noun"],
         initializer=data["initializer"],
-        reconstruction_prompt=recon,
-        edit_prompts=edits,
+        reconstruction_prompt=data["reconstruction_prompt"],
+        edit_prompts=_edit_prompts(data.get("edit_prompts")),
         images=images,
         folder=folder,
-        appearance=appearance,
-        templates=templates,
+        appearance=data.get("appearance"),
+        templates=tuple(templates) if templates is not None else None,
         notes=notes,
     )
 
 
 def _read_meta(folder: Path, meta_path: Path) -> dict:
-    """concept.json as a dict with every required field of the right type."""
+    """concept.json as a dict that the schema accepts."""
     if not meta_path.is_file():
         raise PtibenchError(f"{folder}: no concept.json")
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise PtibenchError(f"cannot read {meta_path}: {error}") from error
-    if not isinstance(data, dict):
-        raise PtibenchError(f"{meta_path}: expected a JSON object")
-    for key in REQUIRED_FIELDS:
-        _field(data, key, list if key == "edit_prompts" else str, meta_path)
+    problem = schema_problem(data)
+    if problem:
+        raise PtibenchError(f"{meta_path}: {problem}")
     return data
 
 
-def _edit_prompts(listed: Any, meta_path: Path) -> tuple[EditPrompt, ...]:
+def _edit_prompts(listed: list | None) -> tuple[EditPrompt, ...]:
     """The edit prompts (plain strings or {prompt, expect}); none listed = the default set."""
     if listed is None:  # real photos: the DreamBench-style default set
         listed = list(DEFAULT_EDIT_PROMPTS)
-    if not isinstance(listed, list):
-        raise PtibenchError(f"{meta_path}: field 'edit_prompts' must be a non-empty list")
-    edits = []
-    for i, item in enumerate(listed):
-        where = f"edit_prompts[{i}]"
-        if isinstance(item, str):
-            item = {"prompt": item}
-        if not isinstance(item, dict) or "prompt" not in item:
-            raise PtibenchError(f"{meta_path}: {where} needs a 'prompt'")
-        expect = item.get("expect")
-        if expect is not None and not isinstance(expect, dict):
-            raise PtibenchError(f"{meta_path}: {where}.expect must be an object")
-        edits.append(EditPrompt(_prompt(item["prompt"], where, meta_path), expect))
-    if not edits:
-        raise PtibenchError(f"{meta_path}: edit_prompts is empty")
-    return tuple(edits)
+    items = [{"prompt": item} if isinstance(item, str) else item for item in listed]
+    return tuple(EditPrompt(item["prompt"], item.get("expect")) for item in items)
 
 
 def _read_images(
@@ -231,16 +251,12 @@ def _read_images(
             for p in sorted(folder.iterdir())
             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         ]
-    elif isinstance(listed, list):
-        entries = listed
     else:
-        raise PtibenchError(f"{meta_path}: images must be a list")
+        entries = listed
     if not entries:
         raise PtibenchError(f"{folder}: no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
     images, notes = [], []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not isinstance(entry.get("file"), str):
-            raise PtibenchError(f"{meta_path}: images[{i}] needs a 'file'")
         path = folder / entry["file"]
         if not path.is_file():
             raise PtibenchError(f"{meta_path}: images[{i}] file {path} does not exist")

@@ -9,11 +9,12 @@ PtibenchErrors naming the path.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,28 @@ def ensure_dir(folder: Path) -> Path:
     return folder
 
 
+def _new_temp_file(path: Path) -> Path:
+    """An empty file of a fresh name next to `path`, created with mode 0666 less the umask (as
+    open() would create `path` itself; tempfile.mkstemp's 0600 would make every report private)."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(path.parent))
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on clean exit fsync it and rename it into place."""
     path = Path(path)
     ensure_dir(path.parent)
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
+        tmp = _new_temp_file(path)
     except OSError as error:
         raise PtibenchError(f"cannot write {path}: {error.strerror or error}") from error
-    tmp = Path(tmp_name)
     try:
         yield tmp
         with open(tmp, "rb+") as handle:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ptibench.models.bundle import ModelBundle, autocast, pipe_inputs
@@ -65,16 +64,3 @@ def generate(
         out.append(to_uint8(result.images))
     images = np.concatenate(out)
     return images.reshape(prompts, per_prompt, *images.shape[1:])
-
-
-def grid(images: np.ndarray, pad: int = 2) -> Image.Image:
-    """[rows, cols, H, W, 3] uint8 -> one PNG-ready image, one row per prompt."""
-    rows, cols, height, width = images.shape[:4]
-    canvas = np.full(
-        (rows * (height + pad) + pad, cols * (width + pad) + pad, 3), 128, dtype=np.uint8
-    )
-    for r in range(rows):
-        for c in range(cols):
-            top, left = pad + r * (height + pad), pad + c * (width + pad)
-            canvas[top : top + height, left : left + width] = images[r, c]
-    return Image.fromarray(canvas)

@@ -18,6 +18,7 @@ import ptibench.studies.concept_order  # noqa: F401  (registers its report secti
 from ptibench.harness import hookspecs
 from ptibench.harness.fixture import CaseRunner
 from ptibench.harness.options import add_options
+from ptibench.harness.progress import CaseProgress
 from ptibench.harness.session import SESSION, SPEC_FIXTURE, PluginSession
 from ptibench.harness.workers import assign_worker_gpu, share_cpu_threads
 from ptibench.run.pretrain import pretrain
@@ -44,6 +45,7 @@ def pytest_configure(config):
     config.stash[SESSION] = session
     if not session.is_worker:
         config.pluginmanager.register(CaseCollector(session), "ptibench-case-collector")
+        config.pluginmanager.register(CaseProgress(session), "ptibench-progress")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -27,6 +27,7 @@ from ptibench.results.api import Tradeoff
 from ptibench.results.document import results_document, run_context, write_results
 from ptibench.results.export import check_tracker, to_tensorboard
 from ptibench.results.history import autosave, saved_runs
+from ptibench.results.report import collect_artifacts
 from ptibench.run.cache import fresh_cache_dir
 from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
 from ptibench.training.methods import get_method
@@ -167,11 +168,15 @@ class PluginSession:
         payloads = [value for key, value in report.user_properties if key == PAYLOAD_KEY]
         if not payloads or report.when != "call":
             return
+        merged = []
         for payload in payloads:
             case = json.loads(payload)
             case["outcome"] = report.outcome
             self.cases[report.nodeid] = case
+            merged.append(case)
         try:
+            for case in merged:  # the report folder keeps the artifacts, not the cache's paths
+                collect_artifacts(self.out_dir, case)
             write_results(self.out_dir, self.document())
         except Exception as error:  # noqa: BLE001 - a report problem must not stop the benchmark
             message = str(error)  # a PtibenchError already names the file

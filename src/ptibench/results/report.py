@@ -1,18 +1,22 @@
-"""The report directory: results.json (the source of truth), and tradeoff.md, tradeoff.png and the
-sample grids rendered from it, so `ptibench report DIR` can redo them without training.
+"""The report directory: results.json (the source of truth), and tradeoff.md, tradeoff.png,
+report.html and the cases' artifacts (sample grids, embeddings, LoRAs) rendered or copied from
+it, so `ptibench report DIR` can redo them without training.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ptibench.io import atomic_write_text
+from ptibench.io import atomic_copy, atomic_write_text, ensure_dir
 from ptibench.results.document import load_results, write_results
 from ptibench.results.figures import new_figure, save_figure
+from ptibench.results.html import HTML_REPORT, write_html
 from ptibench.results.sections import registered_sections
 from ptibench.results.tables import render_markdown, render_text
 from ptibench.results.tradeoff import (
@@ -23,7 +27,9 @@ from ptibench.results.tradeoff import (
     reference_cells,
     table_cells,
 )
-from ptibench.spec import DEFAULT_METHOD, lr_key
+from ptibench.spec import DEFAULT_METHOD, METRICS, lr_key
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _reference_for(document: Mapping[str, Any], table: TradeoffTable) -> Mapping[str, Any] | None:
@@ -65,16 +71,30 @@ def summary_lines(document: Mapping[str, Any]) -> list[str]:
 
 
 def timing_line(document: Mapping[str, Any]) -> str:
-    """How long the cases took: wall time of their training and evaluation, and cache hits."""
+    """How long the cases took, in worker time, and the cache hits.
+
+    A case trained in a batched stage-1 run records its share of that run (`batched_train_s`,
+    also in its `train_s`; 0 for a case that trained alone); the run itself happened before the
+    case started, so the share is outside the case's `total_s` and is added to the total here.
+    The parts add up to the total.
+    """
     cases = document["cases"]
     cached = sum(bool(case.get("from_cache")) for case in cases)
     fresh = [case.get("timings") or {} for case in cases if not case.get("from_cache")]
+    batched = [t["batched_train_s"] for t in fresh if t.get("batched_train_s")]
     train = sum(t.get("train_s", 0.0) + t.get("pivot_s", 0.0) for t in fresh)
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
-    total = sum(t.get("total_s", 0.0) for t in fresh)
+    total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)
+    shared = (
+        f" ({sum(batched):.0f} s of it one batched stage-1 run for {len(batched)} cases)"
+        if batched
+        else ""
+    )
+    other = max(total - train - evaluate, 0.0)
     return (
-        f"{len(cases)} case(s): {len(cases) - cached} run ({total:.0f} s: training {train:.0f} s, "
-        f"evaluation {evaluate:.0f} s), {cached} from the cache"
+        f"{len(cases)} case(s): {len(cases) - cached} run, {cached} from the cache; worker time "
+        f"{total:.0f} s = training {train:.0f} s{shared} + evaluation {evaluate:.0f} s "
+        f"+ loading and writing {other:.0f} s"
     )
 
 
@@ -112,81 +132,192 @@ def markdown(document: Mapping[str, Any]) -> str:
         for case in samples:
             for name in case["samples"]:
                 lines.append(f"![{name}](samples/{name})")
+    lines += [
+        "",
+        f"The same with the sample grids and provenance, offline: [{HTML_REPORT}]({HTML_REPORT}).",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def copy_samples(out_dir: Path, document: dict[str, Any]) -> None:
-    """Copy each case's image artifacts to out/samples/ so the report outlives the cache."""
-    target = Path(out_dir) / "samples"
-    for case in document["cases"]:
-        spec = case["spec"]
-        copied = []
-        for name, source in sorted((case.get("artifacts") or {}).items()):
-            source_path = Path(str(source))
-            if source_path.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-                continue
-            file_name = (
-                f"{spec['stage']}-{spec['method']}-lr={lr_key(spec['lr'])}"
-                f"-seed{spec['seed']}-{name}{source_path.suffix.lower()}"
-            )
-            if source_path.is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source_path, target / file_name)
-            if (target / file_name).is_file():
-                copied.append(file_name)
-        case["samples"] = copied
+def case_label(spec: Mapping[str, Any]) -> str:
+    """The file-name stem of a case's copied artifacts: stage, method, lr and seed."""
+    return f"{spec['stage']}-{spec['method']}-lr={lr_key(spec['lr'])}-seed{spec['seed']}"
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link when source and target share a file system (free, and it survives the cache
+    entry's removal), else an atomic copy."""
+    try:
+        if os.path.lexists(target):
+            os.unlink(target)
+        os.link(source, target)
+    except OSError:
+        atomic_copy(Path(source), Path(target))
+
+
+def _place(source: Path, target: Path) -> None:
+    if source.is_dir():
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        ensure_dir(target.parent)
+        _link_or_copy(str(source), str(target))
+
+
+def collect_artifacts(out_dir: Path, case: dict[str, Any]) -> None:
+    """Bring a case's artifacts into the report directory and point the case at them by paths
+    relative to it: images under samples/ (listed in case["samples"]), the rest (embeddings,
+    LoRA weights, a fine-tuned UNet) under artifacts/<case>/. A path already inside the
+    directory is kept; one whose source is gone (cache cleared) keeps its old text."""
+    out_dir = Path(out_dir)
+    label = case_label(case["spec"])
+    placed: dict[str, str] = {}
+    samples: list[str] = []
+    for name, recorded in sorted((case.get("artifacts") or {}).items()):
+        source = Path(str(recorded))
+        source = source if source.is_absolute() else out_dir / source
+        suffix = source.suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            relative = Path("samples") / f"{label}-{name}{suffix}"
+        else:
+            relative = Path("artifacts") / label / source.name
+        target = out_dir / relative
+        if source.exists() and source.resolve() != target.resolve():
+            _place(source, target)
+        if target.exists():
+            placed[name] = relative.as_posix()
+            if suffix in IMAGE_SUFFIXES:
+                samples.append(relative.name)
+        else:
+            placed[name] = str(recorded)
+    case["artifacts"] = placed
+    case["samples"] = samples
 
 
 def plot(path: Path, tables: list[TradeoffTable]) -> None:
-    """Per table: reconstruction vs editability (lr labels, knee marked), and each metric vs the
-    distance travelled."""
+    """Per table: reconstruction vs editability (lr labels, knee and breaks marked, seed ranges
+    as error bars), and each metric vs the distance travelled; better is up (and right)."""
     figure, axes = new_figure(len(tables), width=11)
     for (left, right), table in zip(axes, tables, strict=False):
-        rows = [row for row in table.rows if row.gain is not None]
-        _plot_tradeoff(left, table, rows)
-        _plot_distance(right, table, rows)
+        _plot_tradeoff(left, table)
+        _plot_distance(right, table)
     save_figure(figure, path)
 
 
-def _plot_tradeoff(ax, table: TradeoffTable, rows: list) -> None:
+def _errors(rows: list, attribute: str, sign: float) -> list[list[float]] | None:
+    """Error-bar extents (below, above) from each row's seed range, or None with one seed."""
+    ranges = [getattr(row, attribute) for row in rows]
+    if not any(ranges):
+        return None
+    centre = [sign * (row.gain if attribute == "gain_range" else row.loss) for row in rows]
+    pairs = list(zip(centre, ranges, strict=True))
+    low = [max(c - min(sign * r[0], sign * r[1]), 0.0) if r else 0.0 for c, r in pairs]
+    high = [max(max(sign * r[0], sign * r[1]) - c, 0.0) if r else 0.0 for c, r in pairs]
+    return [low, high]
+
+
+def _plot_tradeoff(ax, table: TradeoffTable) -> None:
+    rows = table.sound_rows()
     gains = [row.gain for row in rows]
     edits = [-row.loss for row in rows]
-    ax.plot(gains, edits, "o-", color="tab:blue")
+    ax.errorbar(
+        gains,
+        edits,
+        xerr=_errors(rows, "gain_range", 1.0),
+        yerr=_errors(rows, "loss_range", -1.0),
+        fmt="o-",
+        color="tab:blue",
+        ecolor="tab:gray",
+        capsize=2,
+    )
     knee = table.knee_lr()
     for row, x, y in zip(rows, gains, edits, strict=True):
         colour = "tab:red" if row.past_knee else "black"
         ax.annotate(
-            lr_key(row.lr), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8,
+            lr_key(row.lr),
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=8,
             color=colour,
         )
         if row.lr == knee:
             ax.plot([x], [y], "*", markersize=16, color="tab:red", label=f"knee lr={lr_key(knee)}")
-    ax.set_xlabel("reconstruction gain (normalised)")
-    ax.set_ylabel("editability (normalised, 0 = smallest lr)")
+    _mark_breaks(ax, table, gains, edits)
+    ax.set_xlabel("reconstruction gain (normalised) → better")
+    ax.set_ylabel("editability (normalised, 0 = smallest lr) ↑ better")
     ax.set_title(f"{table.title}: {'knee' if knee else 'no knee'}", fontsize=9)
-    if knee:
+    if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
 
 
-def _plot_distance(ax, table: TradeoffTable, rows: list) -> None:
-    ax.set_title(f"{table.title}: metrics vs distance", fontsize=9)
+def _mark_breaks(ax, table: TradeoffTable, gains: list[float], edits: list[float]) -> None:
+    """Broken lrs as red crosses, pulled inside the sound points' frame (a collapse can lie
+    many ranges away) and labelled."""
+    broken = [row for row in table.rows if row.broken]
+    if not broken or not gains:
+        return
+    x_low, x_high = min(gains), max(gains)
+    y_low, y_high = min(edits), max(edits)
+    x_pad, y_pad = max(x_high - x_low, 0.2) * 0.15, max(y_high - y_low, 0.2) * 0.15
+    for index, row in enumerate(broken):
+        x = min(max(row.gain, x_low - x_pad), x_high + x_pad)
+        y = min(max(-row.loss, y_low - y_pad), y_high + y_pad)
+        ax.plot(
+            [x],
+            [y],
+            "X",
+            markersize=11,
+            color="tab:red",
+            label="breaks (both sides lose)" if index == 0 else None,
+        )
+        ax.annotate(
+            f"{lr_key(row.lr)} breaks",
+            (x, y),
+            textcoords="offset points",
+            xytext=(4, -10),
+            fontsize=8,
+            color="tab:red",
+        )
+
+
+def _plot_distance(ax, table: TradeoffTable) -> None:
+    ax.set_title(f"{table.title}: metrics vs distance (up = better)", fontsize=9)
+    rows = table.sound_rows()
     distances = [row.metrics.get("distance") for row in rows]
     if not rows or not all(d is not None and d > 0 for d in distances):
         ax.text(0.5, 0.5, "no distance recorded", ha="center", va="center")
         return
     for name in [*table.reconstruction, *table.editability]:
-        values = [row.metrics.get(name, float("nan")) for row in rows]
+        values = [row.metrics.get(name, math.nan) for row in rows]
         low, high = min(values), max(values)
-        scaled = [(v - low) / (high - low) if high > low else 0.5 for v in values]
+        higher = METRICS[name].direction == "higher"
+        scaled = [
+            ((v - low) if higher else (high - v)) / (high - low) if high > low else 0.5
+            for v in values
+        ]
         style = "o-" if name in table.reconstruction else "s--"
-        ax.plot(distances, scaled, style, label=f"{name} ({low:.3g}..{high:.3g})")
+        arrow = "↑" if higher else "↓, drawn flipped"
+        ax.plot(distances, scaled, style, label=f"{name} ({arrow}; {low:.3g}..{high:.3g})")
     knee = table.knee_lr()
     if knee:
         at = dict(zip([r.lr for r in rows], distances, strict=True))[knee]
         ax.axvline(at, color="tab:red", linestyle=":", label="knee")
+    for index, row in enumerate(r for r in table.rows if r.broken):
+        at = row.metrics.get("distance")
+        if at and at > 0:
+            ax.axvline(
+                at,
+                color="tab:red",
+                linestyle="-",
+                linewidth=2,
+                alpha=0.5,
+                label="breaks" if index == 0 else None,
+            )
     ax.set_xscale("log")
     ax.set_xlabel("distance travelled")
-    ax.set_ylabel("metric, min..max of the grid -> 0..1")
+    ax.set_ylabel("metric, worst..best of the sound lrs -> 0..1")
     ax.legend(fontsize=7)
 
 
@@ -195,13 +326,26 @@ def render(out_dir: Path, document: dict[str, Any] | None = None) -> list[Path]:
     out_dir = Path(out_dir)
     document = load_results(out_dir) if document is None else document
     document = json.loads(json.dumps(document))
-    copy_samples(out_dir, document)
+    for case in document["cases"]:
+        collect_artifacts(out_dir, case)
     results_path = write_results(out_dir, document)
     md_path = out_dir / "tradeoff.md"
     atomic_write_text(md_path, markdown(document))
     png_path = out_dir / "tradeoff.png"
-    plot(png_path, build_tables(_cases(document)))
+    tables = build_tables(_cases(document))
+    plot(png_path, tables)
     paths = [results_path, md_path, png_path]
     for section in registered_sections():
         paths += section.render(out_dir, document)
-    return paths
+    html_path = out_dir / HTML_REPORT
+    notes = [timing_line(document)]
+    for section in registered_sections():
+        notes += section.summary_lines(document)
+    write_html(
+        html_path,
+        document,
+        tables,
+        notes,
+        [p for p in paths if p not in (results_path, md_path, png_path)],
+    )
+    return [*paths, html_path]

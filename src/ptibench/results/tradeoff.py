@@ -6,6 +6,10 @@ smallest (non-diverged) lr, in units of its range over the grid or of its noise 
 baseline tolerance) if the range is smaller. Reconstruction gain R is the mean over reconstruction
 metrics; editability loss L the mean over editability metrics of the drop. Both are what
 `ptibench.results.knee` reads.
+
+An lr where both sides lose at once (R falls and L rises by more than BREAK against the last
+sound lr below it) is not a trade but a break: its status is "broken", it keeps its place on the
+axes, and the marginal rates and the knee are computed without it.
 """
 
 from __future__ import annotations
@@ -18,16 +22,26 @@ from typing import Any
 import numpy as np
 
 from ptibench.results.baselines import noise_floor
-from ptibench.results.knee import MIN_POINTS, KneeReport, knee_stability, marginal_rates
+from ptibench.results.knee import (
+    MIN_POINTS,
+    ROUNDING,
+    KneeReport,
+    knee_stability,
+    marginal_rates,
+)
 from ptibench.spec import DEFAULT_METHOD, METRICS, STAGES, lr_key
 
 GroupKey = tuple[str, str, str, str]  # world, concept, method, stage
+
+BREAK = 0.5
+"""A step that loses more than this on both sides (in units of the metrics' ranges over the grid,
+averaged per side) breaks: a collapse, like LoRA at lr 1e-2 on the tiny world (-0.98 / +0.83)."""
 
 
 @dataclass
 class LrRow:
     lr: float
-    status: str  # "ok", "diverged", or "diverged k/n" when only some seeds diverged
+    status: str  # "ok", "broken", "diverged", or "diverged k/n" when only some seeds diverged
     seeds: int
     metrics: dict[str, float]
     gain: float | None = None
@@ -38,6 +52,14 @@ class LrRow:
     past_knee: bool = False
     diverged_at: list[int] = field(default_factory=list)
     check: str = ""  # against the stored baseline: pass, FAIL, missing, updated, error
+    broken: bool = False
+    gain_range: tuple[float, float] | None = None  # over seeds, when there are several
+    loss_range: tuple[float, float] | None = None
+
+    @property
+    def sound(self) -> bool:
+        """On the trade-off curve: measured, not diverged, not broken (what the knee reads)."""
+        return self.gain is not None and not self.broken
 
 
 @dataclass
@@ -53,11 +75,13 @@ class TradeoffTable:
         world, concept, method, stage = self.key
         return f"{stage} / {method} ({world}, {concept})"
 
+    def sound_rows(self) -> list[LrRow]:
+        return [row for row in self.rows if row.sound]
+
     def knee_lr(self) -> float | None:
-        valid = [row for row in self.rows if row.gain is not None]
         if self.knee is None or self.knee.chosen.index is None:
             return None
-        return valid[self.knee.chosen.index].lr
+        return self.sound_rows()[self.knee.chosen.index].lr
 
 
 def table_key(case: Mapping[str, Any]) -> GroupKey:
@@ -159,7 +183,7 @@ def _axis(
             _oriented(name, row.metrics[name]) if name in row.metrics else math.nan for row in rows
         ]
         finite = [v for v in oriented if math.isfinite(v)]
-        origin = next(v for v in oriented if math.isfinite(v)) if finite else 0.0
+        origin = finite[0] if finite else 0.0
         scale = max(max(finite) - min(finite), noise_floor(name, samples)) if finite else 1.0
         per_metric.append([sign * (v - origin) / scale for v in oriented])
         per_metric_seed.append(
@@ -204,16 +228,45 @@ def _place_knee(
     )
     gain, gain_seeds = _axis(valid_rows, valid_seeds, reconstruction, 1.0, samples)
     loss, loss_seeds = _axis(valid_rows, valid_seeds, editability, -1.0, samples)
-    rates = marginal_rates(gain, loss)
+    sound = [not broken for broken in breaks(gain, loss)]
+    on_curve = [j for j in range(len(valid_rows)) if sound[j]]
+    rates = marginal_rates([gain[j] for j in on_curve], [loss[j] for j in on_curve])
+    previous = None
     for j, row in enumerate(valid_rows):
-        row.gain, row.loss, row.rate = gain[j], loss[j], rates[j]
-        if j:
-            row.d_gain, row.d_loss = gain[j] - gain[j - 1], loss[j] - loss[j - 1]
-    knee = knee_stability([row.lr for row in valid_rows], gain_seeds, loss_seeds)
+        row.gain, row.loss = gain[j], loss[j]
+        if len(gain_seeds[j]) > 1:
+            row.gain_range = (min(gain_seeds[j]), max(gain_seeds[j]))
+            row.loss_range = (min(loss_seeds[j]), max(loss_seeds[j]))
+        if previous is not None:
+            row.d_gain, row.d_loss = gain[j] - gain[previous], loss[j] - loss[previous]
+        if sound[j]:
+            row.rate = rates[on_curve.index(j)]
+            previous = j
+        else:
+            row.broken = True
+            row.status = "broken" if row.status == "ok" else f"broken, {row.status}"
+    knee = knee_stability(
+        [valid_rows[j].lr for j in on_curve],
+        [gain_seeds[j] for j in on_curve],
+        [loss_seeds[j] for j in on_curve],
+    )
     if knee.chosen.index is not None:
-        for row in valid_rows[knee.chosen.index + 1 :]:
-            row.past_knee = True
+        for j in on_curve[knee.chosen.index + 1 :]:
+            valid_rows[j].past_knee = True
     return knee
+
+
+def breaks(gain: list[float], loss: list[float], limit: float = BREAK) -> list[bool]:
+    """Which points lose on both sides against the last sound point before them: reconstruction
+    gain down and editability loss up, each by more than `limit`. The first point is sound."""
+    broken = [False] * len(gain)
+    last = 0
+    for j in range(1, len(gain)):
+        if gain[j] - gain[last] < -limit and loss[j] - loss[last] > limit:
+            broken[j] = True
+        else:
+            last = j
+    return broken
 
 
 def build_tables(cases: Iterable[Mapping[str, Any]]) -> list[TradeoffTable]:
@@ -237,13 +290,31 @@ def _num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.4g}"
 
 
+def rate_text(row: LrRow) -> str:
+    """The marginal rate in words where a number would mislead: 'free' (reconstruction gained,
+    no editability lost), 'no gain' (editability lost, nothing gained), 'no trade' (neither)."""
+    if row.rate is None:
+        return "-"
+    if math.isinf(row.rate):
+        return "no gain"
+    if row.rate == 0.0:
+        return "free" if (row.d_gain or 0.0) > ROUNDING else "no trade"
+    return f"{row.rate:.3g}"
+
+
 def knee_line(table: TradeoffTable) -> str:
     """One sentence on the knee: where, by which rule, how stable; or that there is none."""
     knee = table.knee
     if knee is None:
         return "knee: none (every case diverged)"
-    valid = [row.lr for row in table.rows if row.gain is not None]
+    valid = [row.lr for row in table.sound_rows()]
+    broken = [lr_key(row.lr) for row in table.rows if row.broken]
+    if broken:
+        return f"{_knee_sentence(knee, valid)}; breaks at lr={', '.join(broken)} (left out)"
+    return _knee_sentence(knee, valid)
 
+
+def _knee_sentence(knee: KneeReport, valid: list[float]) -> str:
     def say(index: int | None) -> str:
         return "none" if index is None else lr_key(valid[index])
 
@@ -287,7 +358,7 @@ def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
         cells += [
             _num(row.d_gain, True),
             _num(row.d_loss, True),
-            _num(row.rate),
+            rate_text(row),
             "PAST KNEE" if row.past_knee else ("knee" if row.lr == table.knee_lr() else ""),
             row.check,
         ]
@@ -298,7 +369,9 @@ def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
 LEGEND = (
     "R gain / E loss: change of reconstruction gain / editability loss against the previous lr, "
     "on normalised axes (1 = the metric's range over the grid); rate = E loss / R gain "
-    "(editability lost per unit of reconstruction gained); PAST KNEE = an lr above the knee; "
+    "(editability lost per unit of reconstruction gained; free = gained at no editability cost, "
+    "no gain = editability lost for nothing, no trade = neither); PAST KNEE = an lr above the "
+    "knee; broken = both sides lost at once (left out of the rates and the knee); "
     "baseline = the case checked against its stored baseline."
 )
 

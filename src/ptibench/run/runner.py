@@ -23,7 +23,7 @@ import torch
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.evaluation.evaluate import evaluate
-from ptibench.evaluation.sampling import grid
+from ptibench.evaluation.sample_sheet import labelled_grid
 from ptibench.io import atomic_copy, atomic_write_json, ensure_dir
 from ptibench.models.artifacts import save_embedding, save_learned_embeds, save_lora
 from ptibench.models.loading import load_bundle, world_version
@@ -33,7 +33,7 @@ from ptibench.provenance import package_commit, versions
 from ptibench.run.cache import ResultCache, code_version, method_version
 from ptibench.run.curves import Tracker
 from ptibench.run.pretrain import discard_trained, load_trained, pretrain
-from ptibench.spec import CaseResult, CaseSpec, validate_spec
+from ptibench.spec import CaseResult, CaseSpec, lr_key, validate_spec
 from ptibench.training import compiling
 from ptibench.training.batched import batchable
 from ptibench.training.finetune import get_pivot, pivot_spec
@@ -163,11 +163,14 @@ class CaseRun:
         if self.entry is not None and batchable(spec, self.method):
             pretrained = load_trained(self.cache, self.entry)
         if pretrained is not None:
-            outcome, timings["train_s"] = pretrained  # its share of the batched run's time
+            # its share of the batched run, which ran before this case started (not in total_s)
+            outcome, timings["train_s"] = pretrained
+            timings["batched_train_s"] = timings["train_s"]
             return outcome
         with torch.random.fork_rng(devices=[]):
             outcome = self.method.train(spec.stage, ctx)
         timings["train_s"] = time.perf_counter() - clock
+        timings["batched_train_s"] = 0.0
         return outcome
 
     def measure(self, outcome: TrainOutcome, metrics: dict[str, float]):
@@ -195,12 +198,21 @@ class CaseRun:
             elif outcome.unet is not None:
                 outcome.unet.save_pretrained(str(staging / "unet"), safe_serialization=True)
                 artifacts["unet"] = str(staging / "unet")
-            grid(evaluation.images).save(staging / "samples.png")
+            self.sample_sheet(evaluation).save(staging / "samples.png")
         except OSError as error:
             raise PtibenchError(f"cannot write artifacts in {staging}: {error}") from error
         atomic_write_json(staging / "samples.json", {"rows": evaluation.prompts})
         artifacts["samples"] = str(staging / "samples.png")
         return artifacts, evaluation
+
+    def sample_sheet(self, evaluation):
+        """The samples, one labelled row per prompt, under the concept's training images."""
+        spec = self.spec
+        title = (
+            f"{spec.stage} / {spec.method}  lr={lr_key(spec.lr)}  {spec.steps} steps  "
+            f"seed {spec.seed}  ({self.concept.name}, {self.world.name})"
+        )
+        return labelled_grid(evaluation.images, evaluation.prompts, title, self.reference)
 
 
 def _export(result: CaseResult, folder: Path) -> CaseResult:

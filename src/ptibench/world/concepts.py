@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ptibench.world.render import Attributes, render
+from ptibench.world.render import (
+    COLOURS,
+    HELD_OUT_PAIRS,
+    NOVEL_SHAPES,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Attributes,
+    render,
+)
 
 CONTEXTS = [
     ("black", "left"),
@@ -54,18 +63,73 @@ CONCEPTS = {
 
 
 def write_concept(out: Path, name: str, seed: int = 0) -> Path:
+    """One of the shipped concepts, written to out/<name>."""
     spec = CONCEPTS[name]
-    folder = out / name
+    return write_tiny_concept(
+        out / name,
+        shape=spec["shape"],
+        colour=spec["colour"],
+        contexts=CONTEXTS,
+        initializer=spec["initializer"],
+        class_noun=spec["class_noun"],
+        name=name,
+        seed=seed,
+    )
+
+
+def concept_problem(shape: str, colour: str, contexts: list[tuple[str, str]], size: str) -> str:
+    """Why these attributes cannot make a tiny-world concept ('' when they can)."""
+    checks = [
+        (shape in (*SHAPES, *NOVEL_SHAPES), f"shape {shape!r}", (*SHAPES, *NOVEL_SHAPES)),
+        (colour in COLOURS, f"colour {colour!r}", COLOURS),
+        (size in SIZES, f"size {size!r}", SIZES),
+    ]
+    for background, position in contexts:
+        checks += [
+            (background in COLOURS, f"background {background!r}", COLOURS),
+            (position in POSITIONS, f"position {position!r}", POSITIONS),
+        ]
+    for ok, what, choices in checks:
+        if not ok:
+            return f"unknown {what} (the tiny world has {', '.join(choices)})"
+    if not contexts:
+        return "no contexts: give at least one background:position"
+    for background, position in contexts:
+        if background == colour:
+            return f"context {background}:{position}: a {colour} object is invisible on {colour}"
+    return ""
+
+
+def is_novel(shape: str, colour: str) -> bool:
+    """Whether the world's training images never show this shape in this colour."""
+    return shape in NOVEL_SHAPES or (shape, colour) in HELD_OUT_PAIRS
+
+
+def write_tiny_concept(
+    folder: Path,
+    *,
+    shape: str,
+    colour: str,
+    contexts: list[tuple[str, str]],
+    initializer: str,
+    class_noun: str,
+    name: str | None = None,
+    size: str = "large",
+    seed: int = 0,
+) -> Path:
+    """A tiny-world concept folder: one rendered image per (background, position) context, and
+    a concept.json with the appearance the oracle checks, the edit prompts that do not hide the
+    object (no background of its own colour), and each image's context."""
+    name = name or folder.name
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     images = []
-    for i, (background, position) in enumerate(CONTEXTS):
-        attrs = Attributes(spec["shape"], spec["colour"], background, position, "large")
+    for i, (background, position) in enumerate(contexts):
+        attrs = Attributes(shape, colour, background, position, size)
         file = f"{i:02d}.png"
         Image.fromarray(render(attrs, rng)).save(folder / file)
         images.append({"file": file, "background": background, "position": position})
-    colour = spec["colour"]
-    appearance = {"shape": spec["shape"], "colour": colour, "size": "large"}
+    appearance = {"shape": shape, "colour": colour, "size": size}
     edits = []
     for prompt, expect in EDIT_PROMPTS:
         if expect.get("background") == colour:
@@ -74,8 +138,8 @@ def write_concept(out: Path, name: str, seed: int = 0) -> Path:
     concept = {
         "name": name,
         "placeholder": f"<{name}>",
-        "class_noun": spec["class_noun"],
-        "initializer": spec["initializer"],
+        "class_noun": class_noun,
+        "initializer": initializer,
         "reconstruction_prompt": "a {}",
         "edit_prompts": edits,
         "appearance": appearance,

@@ -1,0 +1,98 @@
+"""Progress under pytest-xdist: the controller prints each case as a worker starts it and as it
+finishes, with the session's elapsed time and an estimate of what is left.
+
+xdist workers show no progress bars (their output is not the terminal's), and pytest's own
+progress is a dot per finished test: on the default grid the first dot comes minutes in. The
+controller learns that a case started when the worker's setup report arrives (the case's work
+is all in its call phase) and that it finished with the call report. A serial run prints
+nothing here: it keeps its own progress bars.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from ptibench.harness.session import PluginSession
+
+
+def clock(seconds: float) -> str:
+    """12:05 or 1:02:05."""
+    seconds = int(round(max(seconds, 0.0)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def worker_of(report) -> str | None:
+    """The xdist worker a report came from ('gw0'), None in a serial run."""
+    node = getattr(report, "node", None)
+    gateway = getattr(node, "gateway", None)
+    return getattr(gateway, "id", None) if gateway is not None else None
+
+
+@dataclass
+class CaseProgress:
+    """Registered on the controller: one line per case start and finish under xdist."""
+
+    session: PluginSession
+    total: int | None = None
+    done: int = 0
+    first_start: float | None = None
+    running: dict[str, str] = field(default_factory=dict)
+    _case_ids: set[str] | None = None
+
+    def case_id(self, nodeid: str) -> str | None:
+        """The case's parameter id when `nodeid` is one of this session's cases."""
+        if self.session.grid is None or not nodeid.endswith("]") or "[" not in nodeid:
+            return None
+        if self._case_ids is None:
+            self._case_ids = {self.session.case_id(spec) for spec in self.session.specs()}
+        param = nodeid[nodeid.rindex("[") + 1 : -1]
+        return param if param in self._case_ids else None
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node, ids):
+        if self.total is None:
+            self.total = sum(self.case_id(nodeid) is not None for nodeid in ids)
+
+    def pytest_runtest_logreport(self, report):
+        worker = worker_of(report)
+        case = self.case_id(report.nodeid) if worker else None
+        if case is None:
+            return
+        now = time.monotonic()
+        if report.when == "setup" and report.passed:
+            self.first_start = self.first_start or now
+            self.running[report.nodeid] = worker
+            self.write(f"[{worker}] start {case} ({len(self.running)} running, {self.counts(now)})")
+        elif report.when == "call" or (report.when == "setup" and not report.passed):
+            self.running.pop(report.nodeid, None)
+            self.done += 1
+            self.write(
+                f"[{worker}] done  {case}: {report.outcome} in {clock(report.duration)} "
+                f"({self.counts(now)}{self.eta(now)})"
+            )
+
+    def counts(self, now: float) -> str:
+        total = "?" if self.total is None else str(self.total)
+        return f"{self.done}/{total} done, {clock(now - (self.first_start or now))} elapsed"
+
+    def eta(self, now: float) -> str:
+        """Time left at the session's pace so far (finished cases per second of wall time)."""
+        if not self.done or self.total is None or self.first_start is None:
+            return ""
+        left = max(self.total - self.done, 0)
+        return f", ETA {clock((now - self.first_start) / self.done * left)}"
+
+    def write(self, line: str) -> None:
+        terminal = self.session.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None:
+            return
+        writer = getattr(terminal, "_tw", None)  # xdist's dots leave the cursor mid-line
+        if getattr(writer, "width_of_current_line", 0):
+            terminal.write("\n")
+        terminal.write_line(f"ptibench: {line}")
+        terminal.flush()
