@@ -69,8 +69,14 @@ def test_artifacts_load_into_the_pipeline_and_generate(world, tmp_path):
     from ptibench.evaluation.sampling import to_uint8
 
     ring = load_concept(spec.concept)
-    samples = np.asarray(Image.open(result.artifacts["samples"]).convert("RGB"))
-    first = samples[2:34, 2:34]  # the grid's top-left cell (pad 2)
+    from ptibench.evaluation import sample_sheet
+
+    sheet = np.asarray(Image.open(result.artifacts["samples"]).convert("RGB"))
+    edge = sample_sheet.thumb_size(32)  # 32 px samples are enlarged by an integer factor
+    top = sample_sheet.FONT_SIZE * 2 + 2 * sample_sheet.PAD + edge + sample_sheet.PAD
+    left = sample_sheet.LABEL_WIDTH  # row 0: the training images; row 1: the first prompt
+    step = edge // 32
+    first = sheet[top : top + edge : step, left : left + edge : step]  # its first sample
 
     def draw(pipe, prompt):
         out = pipe(
