@@ -60,8 +60,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "knee-rule-off-by-one",
         "results/knee.py",
-        'return Knee(i - 1 if i > 1 else None, "rate")',
-        'return Knee(i if i > 1 else None, "rate")',
+        "return Knee(first - 1, steps, tested, level, points)",
+        "return Knee(first, steps, tested, level, points)",
         ("tests/test_knee.py",),
         "the knee flagged one lr late",
     ),
