@@ -66,6 +66,14 @@ FAULTS: tuple[Fault, ...] = (
         "the knee flagged one lr late",
     ),
     Fault(
+        "knee-intervals-not-simultaneous",
+        "results/knee.py",
+        "    return 1 - alpha / max(steps, 1)",
+        "    return 1 - alpha",
+        ("tests/test_knee.py::test_shuffled_lr_labels_rarely_show_a_knee",),
+        "each step tested at 95% alone: noise flags a knee in more than 5% of shuffled grids",
+    ),
+    Fault(
         "tolerance-direction-flipped",
         "results/baselines.py",
         JUDGE_LINE,
