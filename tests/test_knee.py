@@ -24,7 +24,7 @@ from synthetic_grid import (
 )
 
 from ptibench.results.knee import MIN_POINTS, find_knee, marginal_rate, simultaneous_level
-from ptibench.results.tradeoff import build_table, knee_line
+from ptibench.results.tradeoff import build_table, knee_line, step_text
 
 KEY = ("tiny-world", "yellow-ring", "pti", "inversion")
 
@@ -176,3 +176,23 @@ def test_the_knee_is_deterministic():
     first, second = build_table(KEY, cases), build_table(KEY, cases)
     assert knee_line(first) == knee_line(second)
     assert [r.step for r in first.rows] == [r.step for r in second.rows]
+
+
+def test_a_knee_followed_by_a_step_that_buys_again_says_so():
+    """Past the knee each step should cost; a later step that buys beyond its uncertainty
+    contradicts that, and the knee line says where."""
+    levels = two_phase(6, 2)
+    levels.append(Level(appearance=0.95, clip_i=0.75, lpips=4.5, clip_t=0.62, edit_success=0.75))
+    table = build_table(KEY, grid(draw_grid(levels, 32, np.random.default_rng(12))))
+    assert table.knee.index == 2
+    assert "but the step to 1e+00 buys again" in knee_line(table)
+
+
+def test_steps_without_intervals_are_marked_as_read_from_the_means():
+    cases = [
+        {**c, "records": {}} for c in grid(draw_grid(two_phase(6, 2), 8, np.random.default_rng(13)))
+    ]
+    table = build_table(KEY, cases)
+    words = {step_text(row) for row in table.rows[1:]}
+    assert words and all(word.endswith("?") for word in words)
+    assert "untested" in knee_line(table)

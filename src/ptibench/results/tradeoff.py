@@ -386,10 +386,11 @@ def net_text(row: LrRow) -> str:
 
 def step_text(row: LrRow) -> str:
     """What the step into `row` does, beyond its uncertainty: 'costs' (editability lost
-    exceeds reconstruction gained), 'buys' (the reverse), 'n.s.' (neither)."""
+    exceeds reconstruction gained), 'buys' (the reverse), 'n.s.' (neither); with a '?' when
+    the step has no interval and the word reads the means."""
     if row.step is None or row.broken:
         return "-"
-    return row.step.verdict
+    return row.step.verdict + ("" if row.step.net.spread else "?")
 
 
 def rate_text(row: LrRow) -> str:
@@ -444,7 +445,15 @@ def _knee_sentence(knee: Knee, valid: list[float]) -> str:
     )
     if knee.index is None:
         return f"knee: no significant knee inside the grid ({evidence}: the first step)"
-    return f"knee: lr={lr_key(valid[knee.index])}, {evidence}; lrs above it are flagged"
+    sentence = f"knee: lr={lr_key(valid[knee.index])}, {evidence}; lrs above it are flagged"
+    back = next((i for i in range(first, steps) if knee.steps[i].buys), None)
+    if back is None:
+        return sentence
+    net = knee.steps[back].net
+    return (
+        f"{sentence}; but the step to {lr_key(valid[back + 1])} buys again (E-R "
+        f"{net.value:+.3f} [{_bound(net.low, True)}, {_bound(net.high, True)}])"
+    )
 
 
 def intervals_line(table: TradeoffTable) -> str:
@@ -504,7 +513,8 @@ LEGEND = (
     "sound lr, on normalised axes (1 = the metric's range over the sound lrs), * where its 95% "
     "interval excludes 0; E-R: E loss minus R gain with its interval, simultaneous over the "
     "table's steps; step: costs = E-R above 0 (more editability lost than reconstruction "
-    "gained, beyond the uncertainty), buys = below 0, n.s. = neither; rate = E loss / R gain "
+    "gained, beyond the uncertainty), buys = below 0, n.s. = neither, ? = read from the means "
+    "(no interval); rate = E loss / R gain "
     "(free = gained at no editability cost, no gain = editability lost for nothing, no trade = "
     "neither); knee = the last lr before the first step that costs, PAST KNEE = an lr above "
     "it; broken = both sides lost at once, significantly (left out of the scales, the steps "
