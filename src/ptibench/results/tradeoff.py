@@ -507,7 +507,7 @@ def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
 
 LEGEND = (
     "Brackets: 95% intervals (what they cover is on the line above the table: samples, and "
-    "training seeds with --seeds N); oracle shares with one seed: Wilson; a metric measured "
+    "training seeds with --seeds N); oracle shares: at least Wilson's; a metric measured "
     "once per case (distance, denoise_loss) has none with one seed and is left out of R and L. "
     "R gain / E loss: change of reconstruction gain / editability loss against the previous "
     "sound lr, on normalised axes (1 = the metric's range over the sound lrs), * where its 95% "
