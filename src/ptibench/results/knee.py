@@ -18,9 +18,9 @@ lrs (ptibench.results.intervals), so every difference between two lrs has its ow
 Without replicates that spread (no per-sample records and one training seed) every interval is
 the mean itself: the rule then reads the means and its knee is marked untested.
 
-Earlier versions put the knee at the first step whose rate dL/dR exceeded 1 by any amount, and
-fell back on kneed's corner of R - L: both read means, and on shuffled data both found a knee in
-about half the shuffles. kneed has no notion of uncertainty, so it is no longer consulted.
+kneed (a corner of R - L) is not consulted: it reads means, with no notion of uncertainty, and
+a rule that reads means (kneed, or "the first step whose rate dL/dR exceeds 1") finds a knee in
+about half of the grids whose lr labels are shuffled.
 """
 
 from __future__ import annotations
