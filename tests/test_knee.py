@@ -94,7 +94,7 @@ def test_shuffled_lr_labels_rarely_show_a_knee(samples):
     """Per-sample data at the stored stage-1 rates (appearance 2,0,2,0,3,1 of 8; edit_success
     40-53 of 72), the lr labels shuffled per sample index (pairing kept): the lrs are then
     exchangeable, and a knee is noise. Measured over 400 shuffles: 1% at 8 samples, 1.5% at 32
-    (the old rate rule: about half)."""
+    (the previous rule, which read means, on such shuffles of a real 60-step grid: 50-59%)."""
     rng = np.random.default_rng(2026)
     base = draw_grid(list(STORED), samples, rng)
     shuffles = 200
