@@ -178,10 +178,6 @@ class Draws:
     def __sub__(self, other: Draws) -> Draws:
         return self._pair(other, np.subtract)
 
-    @property
-    def spread(self) -> bool:
-        return bool(np.ptp(self.both) > 0)
-
     def degrees_of_freedom(self) -> float:
         """Welch-Satterthwaite's, from the variance each level contributes (sample indices:
         n - 1 degrees of freedom; training seeds: s - 1)."""

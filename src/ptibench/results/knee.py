@@ -15,8 +15,8 @@ lrs (ptibench.results.intervals), so every difference between two lrs has its ow
   costs ("no significant knee"), when the very first step already costs (the turn lies below
   the grid), or with fewer than MIN_POINTS sound lrs (a corner needs points on both sides).
 
-Without replicates that spread (no per-sample records and one training seed) every interval is
-the mean itself: the rule then reads the means and its knee is marked untested.
+Without replicates (no per-sample records and one training seed) every interval is the mean
+itself: the rule then reads the means and its knee is marked untested.
 
 kneed (a corner of R - L) is not consulted: it reads means, with no notion of uncertainty, and
 a rule that reads means (kneed, or "the first step whose rate dL/dR exceeds 1") finds a knee in
@@ -76,11 +76,13 @@ def interval(value: float, draws: Draws | None, level: float) -> Interval:
 @dataclass(frozen=True)
 class Step:
     """The step into a sound lr from the sound lr before it: dR and dL with their pointwise
-    intervals, and dL - dR with its simultaneous one (the knee's test)."""
+    intervals, and dL - dR with its simultaneous one (the knee's test); `tested` is False when
+    the intervals are the means themselves (no replicates)."""
 
     gain: Interval
     loss: Interval
     net: Interval
+    tested: bool = True
 
     @property
     def costs(self) -> bool:
@@ -118,6 +120,7 @@ def step_between(
         interval(d_gain, dg, level),
         interval(d_loss, dl, level),
         interval(d_loss - d_gain, net, net_level),
+        net is not None,
     )
 
 
@@ -175,14 +178,13 @@ def find_knee(
     """The knee of points in lr order: the last one before the first step that costs.
 
     `gain_draws` / `loss_draws` are bootstrap replicates drawn jointly across the points
-    (ptibench.results.intervals.Draws); without them (or without spread) the rule reads the
-    means, untested."""
+    (ptibench.results.intervals.Draws); without them the rule reads the means, untested."""
     points = len(gain)
     level = simultaneous_level(points - 1, alpha)
     steps = tuple(
         step_between(gain, loss, gain_draws, loss_draws, i - 1, i, level) for i in range(1, points)
     )
-    tested = any(step.net.spread for step in steps)
+    tested = gain_draws is not None and loss_draws is not None
     knee = Knee(None, steps, tested, level, points)
     first = knee.first_cost
     if knee.too_few or first is None or first < 2:

@@ -390,7 +390,7 @@ def step_text(row: LrRow) -> str:
     the step has no interval and the word reads the means."""
     if row.step is None or row.broken:
         return "-"
-    return row.step.verdict + ("" if row.step.net.spread else "?")
+    return row.step.verdict + ("" if row.step.tested else "?")
 
 
 def rate_text(row: LrRow) -> str:
