@@ -117,7 +117,8 @@ def test_a_new_seed_fails_about_the_promised_share_and_a_shift_fails(tmp_path):
                 caught += not worse.passed
             assert abs(center - (0.5 + 0.1 * LRS.index(lr))) < 5 * sd
     rate = false_alarms / checks
-    print(f"false alarms {rate:.4f} of {checks} checks; shift caught {caught / (40 * len(LRS) * 25):.3f}")
+    shift = caught / (40 * len(LRS) * 25)
+    print(f"false alarms {rate:.4f} of {checks} checks; shift caught {shift:.3f}")
     assert rate < 3 * baselines.FALSE_ALARM, rate
     assert rate > 0.1 * baselines.FALSE_ALARM, rate
     assert caught / (40 * len(LRS) * 25) > 0.6
