@@ -14,7 +14,7 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-import kneed  # noqa: F401 - imported before pytester snapshots sys.modules: C extensions
+import scipy.stats  # noqa: F401 - imported before pytester snapshots sys.modules: C extensions
 import matplotlib.pyplot  # noqa: F401 - (numpy's among them) cannot be loaded twice per process
 import numpy  # noqa: F401
 import pytest
