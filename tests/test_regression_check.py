@@ -156,9 +156,12 @@ def _edits_without_placeholder(monkeypatch):
 INJECTIONS = {
     "lr halved": (_halved_lr, [("inversion", -1), ("finetune", -1)]),
     "LoRA scale zero at inference": (_lora_scale_zero, [("finetune", -1)]),
-    "placeholder not spliced": (_not_spliced, [("inversion", -1)]),
+    "placeholder not spliced": (_not_spliced, [("inversion", -1), ("finetune", -1)]),
     "pivot = initial embedding": (_pivot_is_initial, [("finetune", -1)]),
-    "edit prompts without placeholder": (_edits_without_placeholder, [("inversion", -1)]),
+    "edit prompts without placeholder": (
+        _edits_without_placeholder,
+        [("inversion", -1), ("finetune", -1)],
+    ),
 }
 
 

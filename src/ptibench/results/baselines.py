@@ -34,8 +34,8 @@ the allowance is the one-sided 99% prediction bound for one new seed,
 where n is the number of seeds at this lr and s_pooled the within-lr standard deviation pooled
 over every lr of the file with two or more seeds at the same settings (df = sum of n_i - 1): one
 spread per metric and stage, since three seeds alone give a poor estimate (t(0.99; 2) = 6.96).
-`distance` is compared on a log scale (its spread grows with the lr). Two-sided metrics split
-FALSE_ALARM over both sides. A share never gets less than one sample's worth
+`distance` and `pivot_distance` are compared on a log scale (their spread grows with the lr).
+Two-sided metrics split FALSE_ALARM over both sides. A share never gets less than one sample's worth
 (1 / samples_per_prompt), so a spread of zero does not fail the next sample that changes. With
 FALSE_ALARM = 0.01 a rerun with a new training seed fails about 1% of its metric checks, and a
 case about 8%; a change of a few pooled standard deviations fails.
@@ -49,8 +49,9 @@ survives `--update-baselines`:
 - `denoise_loss` (lower, one-sided): abs 0.002, rel 0.05 — fixed noise and timesteps: stable.
 - `appearance`, `edit_success` (higher, one-sided shares): abs = two binomial standard deviations
   at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25]; rel 0.
-- `distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training moves is a change in
-  the method even when the metrics look fine.
+- `distance`, `pivot_distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training
+  moves, or in the pivot stage 2 starts from, is a change in the method even when the metrics
+  look fine.
 - `cosine_to_init` (two-sided): abs 0.05; `final_loss` (two-sided): abs 0.005, rel 0.10.
 - any other metric a method reports: two-sided, abs 1e-6, rel 0.10.
 
@@ -90,7 +91,7 @@ SHARE_METRICS = ("appearance", "edit_success")
 SETTINGS_WITHOUT_EFFECT = ("eval_every",)
 FALSE_ALARM = 0.01
 """The share of one metric's checks a new training seed fails by chance (one-sided)."""
-LOG_SCALE_METRICS = ("distance",)
+LOG_SCALE_METRICS = ("distance", "pivot_distance")
 
 _FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
     "lpips": (0.03, 0.10, "lower"),
@@ -98,6 +99,7 @@ _FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
     "clip_t": (0.02, 0.03, "higher"),
     "denoise_loss": (0.002, 0.05, "lower"),
     "distance": (1e-3, 0.10, "both"),
+    "pivot_distance": (1e-3, 0.10, "both"),
     "cosine_to_init": (0.05, 0.0, "both"),
     "final_loss": (0.005, 0.10, "both"),
 }
