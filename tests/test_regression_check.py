@@ -43,9 +43,15 @@ def ci_specs(seed: int = 0) -> list[CaseSpec]:
     ]
 
 
-def check(spec: CaseSpec, result) -> baselines.Comparison:
+def stored(spec: CaseSpec) -> baselines.Lookup:
+    """The seed-spread baseline of `spec`; asserted before any training, so a missing one fails
+    at once."""
     found = baselines.lookup(BASELINES, spec)
     assert found.summary is not None, f"no seed-spread baseline for {spec.key()}: {found.reason}"
+    return found
+
+
+def check(found: baselines.Lookup, result) -> baselines.Comparison:
     return baselines.compare(found.entry, result, found.summary)
 
 
@@ -63,9 +69,10 @@ def test_ci_runs_the_ci_grid_against_its_baselines():
 def test_a_new_training_seed_passes_the_ci_grid(tmp_path):
     checks = failed = 0
     lines = []
+    found = {spec: stored(spec) for spec in ci_specs(NEW_SEED)}
     for spec in ci_specs(NEW_SEED):
         result = run_case(spec, cache_dir=tmp_path / "cache", progress=False)
-        comparison = check(spec, result)
+        comparison = check(found[spec], result)
         for row in comparison.rows:
             checks += 1
             failed += row.verdict == "FAIL"
@@ -179,17 +186,18 @@ def catch_table(tmp_path_factory):
 @pytest.mark.parametrize("name", list(INJECTIONS))
 def test_an_injected_regression_is_caught(name, monkeypatch, tmp_path, catch_table):
     inject, cases = INJECTIONS[name]
+    specs = [CaseSpec(stage=stage, lr=PRESETS["ci"][stage][index]) for stage, index in cases]
+    found = {spec: stored(spec) for spec in specs}
     inject(monkeypatch)
     caught = []
-    for stage, index in cases:
-        spec = CaseSpec(stage=stage, lr=PRESETS["ci"][stage][index])
+    for spec in specs:
         with torch.random.fork_rng(devices=[]):
             result = run_case(spec, cache_dir=tmp_path / "cache", progress=False)
-        comparison = check(spec, result)
+        comparison = check(found[spec], result)
         failing = [row.metric for row in comparison.rows if row.verdict in ("FAIL", "missing")]
         if comparison.status_note and not comparison.passed:
             failing.append(comparison.status_note)
         if failing:
-            caught.append(f"{stage} {spec.lr_id}: {', '.join(failing)}")
+            caught.append(f"{spec.stage} {spec.lr_id}: {', '.join(failing)}")
     catch_table[name] = "; ".join(caught) or "NOT CAUGHT"
     assert caught, f"{name}: no CI-grid case failed its baseline"
