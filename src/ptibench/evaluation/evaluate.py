@@ -96,13 +96,15 @@ def evaluate(
     unet = unet if unet is not None else bundle.unet
     probe = make_probe(concept) if oracle else None
     plan = sample_plan(concept, config, probe is not None)
-    embeds = bundle.encode([concept.with_placeholder(t) for t in plan], concept.placeholder, vector)
-    rows = generate_rows(bundle, embeds, list(plan.values()), config, unet=unet, progress=progress)
-    by_template = dict(zip(plan, rows, strict=True))
-    templates = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    templates = list(plan)
     prompts = [concept.with_placeholder(t) for t in templates]
+    embeds = bundle.encode(prompts, concept.placeholder, vector)
+    rows = generate_rows(bundle, embeds, list(plan.values()), config, unet=unet, progress=progress)
+    by_template = dict(zip(templates, rows, strict=True))
+    shown = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    sheet = [concept.with_placeholder(t) for t in shown]
     per_prompt = config.samples_per_prompt
-    images = np.stack([by_template[t][:per_prompt] for t in templates])
+    images = np.stack([by_template[t][:per_prompt] for t in shown])
     recon = to_model_range(by_template[concept.reconstruction_prompt])
     ref = to_model_range(reference)
     lpips_matrix = lpips_pairwise(models, recon, ref)
@@ -119,13 +121,12 @@ def evaluate(
     )
     metrics["clip_t"] = mean_of_means(edit_scores)
     reconstruction: dict[str, Any] = {
-        "prompt": prompts[0],
+        "prompt": sheet[0],
         "lpips": _floats(lpips_matrix.mean(1)),
         "clip_i": _floats(clip_matrix.mean(1)),
     }
     edits: list[dict[str, Any]] = [
-        {"prompt": prompts[i + 1], "clip_t": _floats(scores)}
-        for i, scores in enumerate(edit_scores)
+        {"prompt": sheet[i + 1], "clip_t": _floats(scores)} for i, scores in enumerate(edit_scores)
     ]
     readings: dict[str, list] = {}
 
@@ -174,5 +175,5 @@ def evaluate(
                 for t, hits in zip(counts, copies.hits, strict=True)
             ],
         }
-    samples = {concept.with_placeholder(t): row for t, row in by_template.items()}
-    return Evaluation(metrics, prompts, images, records, samples)
+    samples = dict(zip(prompts, rows, strict=True))
+    return Evaluation(metrics, sheet, images, records, samples)
