@@ -25,11 +25,13 @@ from ptibench.evaluation import evaluate as evaluate_module
 from ptibench.evaluation import leakage
 from ptibench.evaluation.sampling import generate_rows
 from ptibench.grids import parse_concepts
+from ptibench.harness.fixture import without_concept
 from ptibench.models.loading import load_bundle
 from ptibench.models.metric_models import load_metric_models
 from ptibench.models.registry import resolve_world
 from ptibench.results.baselines import settings_key
 from ptibench.run import runner
+from ptibench.run.cache import inventory
 from ptibench.run.curves import Tracker
 from ptibench.run.runner import run_case
 from ptibench.spec import DEFAULT_WORLD, CaseSpec, EvalConfig
@@ -203,6 +205,8 @@ def test_the_base_share_is_computed_once_per_world_concept_and_settings(
     run_case(spec.with_(concept="green-star"), cache_dir=tmp_path, progress=False)
     run_case(spec.with_(eval=EvalConfig(samples_per_prompt=2, sample_steps=2)), cache_dir=tmp_path)
     assert [name for name, _ in calls] == ["yellow-ring", "green-star", "yellow-ring"]
+    kept = [item for item in inventory(tmp_path) if item.kind == "base"]
+    assert len(kept) == 3 and all(item.current for item in kept)
 
 
 def test_a_spec_stored_before_the_reconstruction_factor_reads_as_one():
@@ -324,6 +328,11 @@ def test_concept_all_in_pytest_names_each_case_by_its_concept(pytester):
     )
     ids = sorted(line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::" in line)
     assert ids == sorted(f"{c}-inversion-lr=1e-02" for c in shipped_concepts())
+
+
+def test_the_update_hint_drops_the_concept_list():
+    args = ["benchmark/", "--concept", "all", "-x", "--concept=yellow-ring,green-star", "-n", "2"]
+    assert without_concept(args) == ["benchmark/", "-x", "-n", "2"]
 
 
 @pytest.mark.parametrize("value", ["nope", "yellow-ring,nope"])
