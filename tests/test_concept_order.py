@@ -62,8 +62,8 @@ def test_study_metrics_count_appearance_copies_and_wins():
     assert probe.appearance == {"shape": "ring", "colour": "yellow"}
     assert ("black", "left") in probe.contexts and len(probe.contexts) == 5
     prompts = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
-    free = [prompts[i] for i in probe.free_rows]
-    assert free == ["a {}", "a small {}"]
+    free = [i for i in range(len(prompts)) if i not in probe.asking_rows]
+    assert [prompts[i] for i in free] == ["a {}", "a small {}"]
     green = prompts.index("a {} on a green background")
     # every row: a yellow ring copying training context (black, left), except the green-background
     # row which obeys its prompt, and the recon row whose second sample is a red circle elsewhere
@@ -81,7 +81,7 @@ def test_study_metrics_count_appearance_copies_and_wins():
     metrics = leakage.study_metrics(probe, images, base_wins=0.0)
     assert metrics["appearance_recon"] == 0.5
     assert metrics["appearance_all"] == pytest.approx(1 - 1 / (2 * len(prompts)))
-    copies = [probe.copies(row) for row in leakage.read_rows(images[probe.free_rows])]
+    copies = [probe.copies(row) for row in leakage.read_rows(images[free])]
     assert copies == [[True, False], [True, True]]
     # asking rows: "green background" and "at the left" are obeyed by (green|black, left); every
     # other one (the "black background at the center" too) is missed for a training context

@@ -43,12 +43,8 @@ class Probe:
     expects: tuple[dict[str, str] | None, ...]
 
     @property
-    def free_rows(self) -> list[int]:
-        """Rows whose prompt asks neither a background nor a position."""
-        return [i for i, e in enumerate(self.expects) if not (e and _asks_context(e))]
-
-    @property
     def asking_rows(self) -> list[int]:
+        """Rows whose prompt asks a background or a position (what leakage_edit reads)."""
         return [i for i, e in enumerate(self.expects) if e and _asks_context(e)]
 
     def copies(self, readings: Sequence[Any]) -> list[bool]:
