@@ -49,7 +49,7 @@ def test_the_table_and_knee_from_case_results():
     assert [row.past_knee for row in table.rows] == [False] * 4 + [True] * 3
     text = report.text()
     assert "trade-off: inversion / pti (tiny-world, yellow-ring)" in text
-    assert "knee: lr=3e-02 by rate" in text
+    assert "knee: lr=3e-02 by the means, untested" in text
     assert "| 1e-01 | ok |" in report.markdown()
     with pytest.raises(PtibenchError, match="no results for stage 'finetune'"):
         report.knee("finetune")

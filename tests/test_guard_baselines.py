@@ -112,6 +112,7 @@ DEFAULTS = {
     "clip_t": (0.02, 0.03, "higher"),
     "denoise_loss": (0.002, 0.05, "lower"),
     "distance": (1e-3, 0.10, "both"),
+    "pivot_distance": (1e-3, 0.10, "both"),
     "cosine_to_init": (0.05, 0.0, "both"),
     "final_loss": (0.005, 0.10, "both"),
     "some_method_metric": (1e-6, 0.10, "both"),

@@ -1,6 +1,7 @@
-"""The batched lr grid (stages/batched.py) reproduces K sequential stage-1 runs: the same final
-embeddings (float tolerance), losses and diverged step; and a batched-trained case comes out of
-the runner in the same form as a sequentially trained one."""
+"""The batched grid (training/batched.py) reproduces K sequential stage-1 runs over (lr, seed)
+pairs: the same final embeddings (float tolerance), losses and diverged step, each seed with its
+own data order and noise; and a batched-trained case comes out of the runner in the same form
+as a sequentially trained one."""
 
 from __future__ import annotations
 
@@ -36,12 +37,17 @@ def test_batched_grid_matches_sequential_runs(setup, method_name):
     method = get_method(method_name)
     steps, lrs = GRIDS[method_name]
     specs = [
-        CaseSpec(stage="inversion", lr=lr, world=world.name, method=method_name, steps=steps)
+        CaseSpec(
+            stage="inversion", lr=lr, seed=seed, world=world.name, method=method_name, steps=steps
+        )
+        for seed in (0, 1)
         for lr in lrs
     ]
     sequential = [method.train("inversion", StageContext(s, concept, bundle, data)) for s in specs]
     batched = train_batched(bundle, concept, data, specs, method)
     assert [o.status for o in sequential][-1] == "diverged"
+    # the seeds draw their own batches: same lr, other seed, other training
+    assert not torch.equal(sequential[0].vector, sequential[len(lrs)].vector)
     for alone, together in zip(sequential, batched, strict=True):
         assert together.status == alone.status
         assert together.diverged_at == alone.diverged_at

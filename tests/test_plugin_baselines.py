@@ -40,7 +40,8 @@ def test_update_then_pass(pytester):
     stored = json.loads(baseline_file(pytester).read_text())
     assert list(stored["entries"]) == sorted(["1e-03", "1e-02", "3e-02", "1e-01", "3e-01", "1e+00"])
     entry = entry_of(stored, "1e-02")
-    assert stored["version"] == 2
+    assert stored["version"] == 3
+    assert stored["summaries"]["1e-02"]
     assert list(stored["entries"]["1e-02"]["0"]) == [
         "batch_size=4,eval.guidance_scale=4.0,eval.reconstruction_factor=4,eval.sample_steps=20,"
         "eval.samples_per_prompt=8,eval.seed=1234,pivot_lr=None,steps=1000"
@@ -370,7 +371,8 @@ def test_a_first_format_file_is_upgraded_on_update(tmp_path):
     smoke = spec.with_(lr=1e-1, steps=5)
     baselines.update(tmp_path, CaseResult(smoke, "ok", {"lpips": 0.7}), {"device": "cpu"})
     upgraded = json.loads(path.read_text())
-    assert upgraded["version"] == 2
+    assert upgraded["version"] == 3
+    assert set(upgraded["summaries"]) == {"1e-02", "1e-01"}
     assert upgraded["entries"]["1e-02"]["0"] == {baselines.settings_key(spec): entry}
     assert baselines.lookup(tmp_path, smoke).entry["metrics"]["lpips"]["value"] == 0.7
     assert "steps=5" in baselines.settings_key(smoke)

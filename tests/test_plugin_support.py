@@ -14,10 +14,10 @@ import os
 from importlib import metadata
 from pathlib import Path
 
-import kneed  # noqa: F401 - imported before pytester snapshots sys.modules: C extensions
-import matplotlib.pyplot  # noqa: F401 - (numpy's among them) cannot be loaded twice per process
-import numpy  # noqa: F401
+import matplotlib.pyplot  # noqa: F401 - imported before pytester snapshots sys.modules: C
+import numpy  # noqa: F401 - extensions (numpy's, scipy's) cannot be loaded twice per process
 import pytest
+import scipy.stats  # noqa: F401
 
 import ptibench
 import ptibench.harness.plugin

@@ -60,10 +60,18 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "knee-rule-off-by-one",
         "results/knee.py",
-        'return Knee(i - 1 if i > 1 else None, "rate")',
-        'return Knee(i if i > 1 else None, "rate")',
+        "return Knee(first - 1, steps, tested, level, points)",
+        "return Knee(first, steps, tested, level, points)",
         ("tests/test_knee.py",),
         "the knee flagged one lr late",
+    ),
+    Fault(
+        "knee-intervals-not-simultaneous",
+        "results/knee.py",
+        "    return 1 - alpha / max(steps, 1)",
+        "    return 1 - alpha",
+        ("tests/test_knee.py::test_shuffled_lr_labels_rarely_show_a_knee",),
+        "each step tested at 95% alone: noise flags a knee in more than 5% of shuffled grids",
     ),
     Fault(
         "tolerance-direction-flipped",

@@ -31,6 +31,13 @@ PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
         "finetune": (1e-4, 1e-3, 1e-2),
         "finetune-full": (1e-6, 1e-5, 1e-4),
     },
+    # .ci/run's grid: a low and a high lr per stage of the default grid, so it is checked
+    # against the default grid's baselines
+    "ci": {
+        "inversion": (3e-2, 1.0),
+        "finetune": (3e-4, 3e-3),
+        "finetune-full": (1e-5, 1e-4),
+    },
     "wide": {
         "inversion": (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0, 3.0),
         "finetune": (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2),

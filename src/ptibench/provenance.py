@@ -22,7 +22,6 @@ PACKAGES = (
     "peft",
     "open_clip_torch",
     "lpips",
-    "kneed",
     "numpy",
     "pytest",
 )

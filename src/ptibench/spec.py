@@ -91,6 +91,12 @@ METRICS: dict[str, MetricInfo] = {
             "inversion: cosine of the learned embedding to its initializer",
         ),
         MetricInfo("final_loss", "lower", "diagnostic", "training loss, mean of the last 50 steps"),
+        MetricInfo(
+            "pivot_distance",
+            "higher",
+            "diagnostic",
+            "stage 2: norm of the pivot's difference from the initializer's embedding",
+        ),
     )
 }
 

@@ -10,8 +10,10 @@ reconstruction or an edit prompt reuses those samples. Sample j of any prompt ha
 
 Beside each aggregate, the readings it averages are kept per sample (`Evaluation.records`:
 the sample seeds, per-sample LPIPS, CLIP-I and CLIP-T, the oracle's reading and hit, and per
-context-free prompt the copies behind `leakage` with the base model's), taken from the same
-tensors, so two runs can be compared with their spread (`ptibench compare`).
+context-free prompt the copies behind `leakage` with the base model's; `per_sample["leakage"]`
+holds each context-free sample's copy less the base share, whose mean is the metric), taken
+from the same tensors, so the reports can give intervals and two runs can be compared with
+their spread (`ptibench compare`).
 """
 
 from __future__ import annotations
@@ -162,6 +164,10 @@ def evaluate(
         if [len(row) for row in base.hits] != [len(row) for row in copies.hits]:
             raise ValueError("the base model's copies were counted over other samples")
         metrics["leakage"] = leakage_value(copies, base)
+        # one reading per context-free sample whose mean is the metric (results.intervals)
+        records["per_sample"] = {
+            "leakage": [float(hit) - base.share for row in copies.hits for hit in row]
+        }
         records["leakage"] = {
             "value": metrics["leakage"],
             "share": copies.share,

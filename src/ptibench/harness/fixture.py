@@ -140,7 +140,7 @@ class CaseRunner:
                     pytrace=False,
                 )
             return
-        comparison = baselines.compare(found.entry, result)
+        comparison = baselines.compare(found.entry, result, found.summary)
         note = comparison.status_note
         if comparison.improved:
             note = f"better than the baseline: {', '.join(comparison.improved)}"

@@ -23,7 +23,7 @@ from ptibench.harness.session import SESSION, SPEC_FIXTURE, PluginSession
 from ptibench.harness.workers import assign_worker_gpu, share_cpu_threads
 from ptibench.run.pretrain import pretrain
 from ptibench.run.runner import run_case
-from ptibench.training.batched import lr_group_key
+from ptibench.training.batched import batch_group_key
 from ptibench.training.compiling import COMPILE_ENV
 
 
@@ -84,7 +84,7 @@ def pytest_ptibench_run_case(spec, config):
         group = [
             s
             for s in plugin.grid_specs
-            if s.stage == "inversion" and lr_group_key(s) == lr_group_key(spec)
+            if s.stage == "inversion" and batch_group_key(s) == batch_group_key(spec)
         ]
         pretrain(
             group, cache_dir=plugin.cache_dir, progress=progress is None and sys.stderr.isatty()

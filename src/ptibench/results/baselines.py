@@ -1,14 +1,20 @@
 """Stored baselines: one JSON file per world/concept/method/stage; within it, entries keyed by
-the lr, the seed and the settings that change the numbers.
+the lr, the seed and the settings that change the numbers, and per lr and settings a summary of
+the training seeds recorded there.
 
 Layout: `baselines/<world>/<concept>/<method>/<stage>.json`::
 
-    {"format": "ptibench-baseline", "version": 2, "world": ..., "concept": ..., "method": ...,
+    {"format": "ptibench-baseline", "version": 3, "world": ..., "concept": ..., "method": ...,
      "stage": ..., "entries": {"5e-03": {"<seed>": {"<settings>": {
          "spec": {...},                 # the full CaseSpec
          "status": "ok" | "diverged", "diverged_at": int | null,
          "metrics": {"lpips": {"value": 0.31, "direction": "lower", "abs": 0.03, "rel": 0.1}, ...},
-         "recorded": {"versions", "seed", "device", "commit", "date", ...}}}}}}
+         "recorded": {"versions", "seed", "device", "commit", "date", ...}}}},
+     "summaries": {"5e-03": {"<settings>": {
+         "seeds": [0, 1, 2], "statuses": {"ok": 3},
+         "metrics": {"lpips": {"mean": 0.31, "sd": 0.01, "n": 3, "pooled_sd": 0.012, "df": 14,
+                               "scale": "linear", "center": 0.31, "allowed": 0.04,
+                               "direction": "lower"}, ...}}}}}
 
 Keys are lr values (`5e-03`), not node ids, so renaming a test or changing the grid keeps them.
 `<settings>` spells every other spec field that changes the numbers (steps, batch size, pivot
@@ -16,16 +22,27 @@ lr, the sampler's settings; `settings_key`), so a 5-step smoke run records entri
 beside the 1000-step ones instead of replacing them. The world and method versions, device,
 dtype and compiled training are recorded with each entry: `--update-baselines` refuses to
 replace an entry recorded under others unless forced (`update(..., force=True)`), and a
-failing check names them (`what_changed`). Version 1 files (entries keyed by lr and seed
-only) are read as version 2 and rewritten as such on the next update.
-Tolerances are stored with each metric, so a hand-tuned one survives `--update-baselines`.
+failing check names them (`what_changed`). Version 1 and 2 files are read as version 3 and
+rewritten as such on the next update.
 
-Tolerance defaults (allowed = max(abs, rel * |baseline|)). CPU runs are bitwise-deterministic on one
-machine, but another CPU or BLAS changes the first float bits, and 1000 training steps plus
-sampling turn that into different samples; so the allowance is sized to sample noise across
-machines, and still catches a real regression (a metric moving by more than that noise). These
-are first choices, not yet checked against the seed spread of the trained tiny world (rerun with
---seeds 3 and tighten or loosen per entry if the spread says so):
+**Tolerances from the seed spread.** Where an lr has two or more training seeds recorded (with
+`--seeds 3 --update-baselines`), a case is checked against the summary, whatever its own seed:
+the allowance is the one-sided 99% prediction bound for one new seed,
+
+    allowed = t(1 - FALSE_ALARM; df) * s_pooled * sqrt(1 + 1/n)
+
+where n is the number of seeds at this lr and s_pooled the within-lr standard deviation pooled
+over every lr of the file with two or more seeds at the same settings (df = sum of n_i - 1): one
+spread per metric and stage, since three seeds alone give a poor estimate (t(0.99; 2) = 6.96).
+`distance` and `pivot_distance` are compared on a log scale (their spread grows with the lr).
+Two-sided metrics split FALSE_ALARM over both sides. A share never gets less than one sample's worth
+(1 / samples_per_prompt), so a spread of zero does not fail the next sample that changes. With
+FALSE_ALARM = 0.01 a rerun with a new training seed fails about 1% of its metric checks, and a
+case about 8%; a change of a few pooled standard deviations fails.
+
+Where an lr has one seed, the fixed tolerances below apply to that seed's entry
+(allowed = max(abs, rel * |baseline|)); they are stored with each metric, so a hand-tuned one
+survives `--update-baselines`:
 
 - `lpips` (lower, one-sided): abs 0.03, rel 0.10 — a mean over pairs of few samples.
 - `clip_i`, `clip_t` (higher, one-sided): abs 0.02, rel 0.03 — cosines move in the 2nd decimal.
@@ -33,8 +50,9 @@ are first choices, not yet checked against the seed spread of the trained tiny w
 - `appearance`, `edit_success` (higher), `leakage` (lower; one-sided shares): abs = two binomial
   standard deviations at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25];
   rel 0.
-- `distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training moves is a change in
-  the method even when the metrics look fine.
+- `distance`, `pivot_distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training
+  moves, or in the pivot stage 2 starts from, is a change in the method even when the metrics
+  look fine.
 - `cosine_to_init` (two-sided): abs 0.05; `final_loss` (two-sided): abs 0.005, rel 0.10.
 - any other metric a method reports: two-sided, abs 1e-6, rel 0.10.
 
@@ -64,14 +82,17 @@ IDENTITY_FIELDS = ("world", "concept", "method", "stage", "lr", "seed")
 """Spec fields that place an entry (its file, lr and seed keys) rather than name its settings."""
 
 FORMAT = "ptibench-baseline"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("higher", "lower", "both")
 STATUSES = ("ok", "diverged")
 SHARE_METRICS = ("appearance", "edit_success", "leakage")
 # Spec fields that leave the final metrics unchanged (checkpointed evaluation is tested to end
 # bitwise-identical to a plain run), so a baseline recorded without them still applies.
 SETTINGS_WITHOUT_EFFECT = ("eval_every",)
+FALSE_ALARM = 0.01
+"""The share of one metric's checks a new training seed fails by chance (one-sided)."""
+LOG_SCALE_METRICS = ("distance", "pivot_distance")
 
 _FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
     "lpips": (0.03, 0.10, "lower"),
@@ -79,6 +100,7 @@ _FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
     "clip_t": (0.02, 0.03, "higher"),
     "denoise_loss": (0.002, 0.05, "lower"),
     "distance": (1e-3, 0.10, "both"),
+    "pivot_distance": (1e-3, 0.10, "both"),
     "cosine_to_init": (0.05, 0.0, "both"),
     "final_loss": (0.005, 0.10, "both"),
 }
@@ -156,7 +178,7 @@ def _check_case(where: str, case: Any) -> str | None:
 
 
 def _check_schema(data: Any) -> str | None:
-    """What is wrong with a parsed baseline file (version 1 or 2), or None."""
+    """What is wrong with a parsed baseline file (version 1, 2 or 3), or None."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return f'not a ptibench baseline (needs "format": "{FORMAT}")'
     if data.get("version") not in READABLE_VERSIONS:
@@ -164,6 +186,8 @@ def _check_schema(data: Any) -> str | None:
     entries = data.get("entries")
     if not isinstance(entries, dict):
         return '"entries" must be an object keyed by lr'
+    if not isinstance(data.get("summaries", {}), dict):
+        return '"summaries" must be an object keyed by lr'
     for lr, by_seed in entries.items():
         if not isinstance(by_seed, dict):
             return f"entry {lr!r} must be an object keyed by seed"
@@ -212,19 +236,89 @@ def _entry_settings(entry: Mapping[str, Any]) -> str:
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """A version 1 file's entries ({lr: {seed: entry}}) keyed by their settings too."""
+    """A version 1 file's entries ({lr: {seed: entry}}) keyed by their settings too; every
+    file's summaries computed afresh from its entries (stored ones are for readers)."""
     if data["version"] == 1:
         data["entries"] = {
             lr: {seed: {_entry_settings(entry): entry} for seed, entry in by_seed.items()}
             for lr, by_seed in data["entries"].items()
         }
-        data["version"] = VERSION
+    data["version"] = VERSION
+    data["summaries"] = summarise(data["entries"])
     return data
 
 
+def _on_scale(metric: str, value: float) -> float:
+    """`value` on the scale its spread is measured on (log for metrics that grow with lr)."""
+    return math.log(value) if metric in LOG_SCALE_METRICS and value > 0 else value
+
+
+def summarise(entries: Mapping[str, Any]) -> dict[str, Any]:
+    """Per lr and settings: the seeds recorded, their statuses and, per metric over the sound
+    seeds, mean, sd and n; then the spread pooled over the lrs of the same settings and the
+    allowance it gives (see the module docstring). {lr: {settings: summary}}."""
+    from scipy.stats import t as student_t
+
+    groups: dict[tuple[str, str], list[tuple[int, Mapping[str, Any]]]] = {}
+    for lr, by_seed in entries.items():
+        for seed, variants in by_seed.items():
+            for settings, entry in variants.items():
+                groups.setdefault((lr, settings), []).append((int(seed), entry))
+    pooled: dict[tuple[str, str], list[float]] = {}
+    summaries: dict[str, dict[str, Any]] = {}
+    for (lr, settings), items in sorted(groups.items()):
+        sound = [entry for _, entry in items if entry["status"] == "ok"]
+        statuses: dict[str, int] = {}
+        for _, entry in items:
+            statuses[entry["status"]] = statuses.get(entry["status"], 0) + 1
+        metrics: dict[str, Any] = {}
+        for name in sorted({name for entry in sound for name in entry["metrics"]}):
+            stored = [entry["metrics"][name] for entry in sound if name in entry["metrics"]]
+            values = [float(m["value"]) for m in stored]
+            scaled = [_on_scale(name, v) for v in values]
+            n = len(values)
+            center = sum(scaled) / n
+            squares = sum((x - center) ** 2 for x in scaled)
+            mean = sum(values) / n
+            metrics[name] = {
+                "mean": mean,
+                "sd": math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0,
+                "n": n,
+                "scale": "log" if name in LOG_SCALE_METRICS else "linear",
+                "center": center,
+                "direction": stored[0]["direction"],
+            }
+            if n > 1:
+                acc = pooled.setdefault((settings, name), [0.0, 0])
+                acc[0] += squares
+                acc[1] += n - 1
+        samples = CaseSpec.from_dict(items[0][1]["spec"]).eval.samples_per_prompt
+        summaries.setdefault(lr, {})[settings] = {
+            "seeds": sorted(seed for seed, _ in items),
+            "statuses": statuses,
+            "samples_per_prompt": samples,
+            "metrics": metrics,
+        }
+    for by_settings in summaries.values():
+        for settings, summary in by_settings.items():
+            for name, metric in summary["metrics"].items():
+                squares, df = pooled.get((settings, name), (0.0, 0))
+                if df == 0:
+                    metric.update(pooled_sd=None, df=0, allowed=None)
+                    continue
+                spread = math.sqrt(squares / df)
+                alpha = FALSE_ALARM / 2 if metric["direction"] == "both" else FALSE_ALARM
+                allowed = float(student_t.ppf(1 - alpha, df)) * spread
+                allowed *= math.sqrt(1 + 1 / metric["n"])
+                if name in SHARE_METRICS:
+                    allowed = max(allowed, 1 / summary["samples_per_prompt"])
+                metric.update(pooled_sd=spread, df=int(df), allowed=allowed)
+    return summaries
+
+
 def load_file(path: Path) -> dict[str, Any] | None:
-    """A validated baseline file (version 1 read as version 2), None if absent; PtibenchError
-    (one line naming it) if bad."""
+    """A validated baseline file (older versions read as version 3, summaries recomputed),
+    None if absent; PtibenchError (one line naming it) if bad."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -248,11 +342,17 @@ def load_file(path: Path) -> dict[str, Any] | None:
 
 @dataclass
 class Lookup:
-    """The stored entry for a spec, or why there is none."""
+    """The stored entry for a spec (its own seed's, else another seed's at the same lr and
+    settings, for its recording context), the seeds' summary there, or why there is none."""
 
     path: Path
     entry: dict[str, Any] | None
     reason: str = ""
+    summary: dict[str, Any] | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.entry is not None
 
 
 def lookup(root: Path, spec: CaseSpec) -> Lookup:
@@ -260,10 +360,17 @@ def lookup(root: Path, spec: CaseSpec) -> Lookup:
     data = load_file(path)
     if data is None:
         return Lookup(path, None, f"no baseline file {path}")
-    variants = data["entries"].get(lr_key(spec.lr), {}).get(str(spec.seed), {})
+    settings = settings_key(spec)
+    by_seed = data["entries"].get(lr_key(spec.lr), {})
+    summary = data["summaries"].get(lr_key(spec.lr), {}).get(settings)
+    if summary is not None and _spread_checked(summary):
+        own = by_seed.get(str(spec.seed), {}).get(settings)
+        first = by_seed[str(summary["seeds"][0])][settings]
+        return Lookup(path, own or first, summary=summary)
+    variants = by_seed.get(str(spec.seed), {})
     if not variants:
         return Lookup(path, None, f"no entry for lr={lr_key(spec.lr)} seed={spec.seed} in {path}")
-    entry = variants.get(settings_key(spec))
+    entry = variants.get(settings)
     if entry is not None:
         return Lookup(path, entry)
     stored = next(iter(variants.values()))["spec"]
@@ -280,6 +387,13 @@ def lookup(root: Path, spec: CaseSpec) -> Lookup:
     )
 
 
+def _spread_checked(summary: Mapping[str, Any]) -> bool:
+    """Whether a summary's allowances come from a measured seed spread."""
+    return any(m.get("allowed") is not None for m in summary["metrics"].values()) or (
+        len(summary["seeds"]) > 1
+    )
+
+
 @dataclass
 class Row:
     metric: str
@@ -288,6 +402,7 @@ class Row:
     allowed: float | None
     direction: str
     verdict: str  # "ok", "FAIL", "better", "missing", "new"
+    basis: str = ""  # "" = one recorded seed; "3 seeds" = the seed spread; "log" scale marked
 
     @property
     def diff(self) -> float | None:
@@ -307,22 +422,77 @@ class Comparison:
         return [row.metric for row in self.rows if row.verdict == "better"]
 
 
-def _judge(metric: Mapping[str, Any], obtained: float | None) -> str:
-    if obtained is None or not math.isfinite(obtained):
-        return "FAIL"
-    baseline = float(metric["value"])
-    allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(baseline)
-    diff = obtained - baseline
-    if metric["direction"] == "both":
-        return "FAIL" if abs(diff) > allowed else "ok"
-    worse = -diff if metric["direction"] == "higher" else diff
+def _verdict(worse: float, allowed: float, direction: str) -> str:
+    """'FAIL' beyond the allowance on the bad side ('both': either side), 'better' beyond it on
+    the good side, else 'ok'; `worse` is the change, signed so that positive is worse."""
+    if direction == "both":
+        return "FAIL" if abs(worse) > allowed else "ok"
     if worse > allowed:
         return "FAIL"
     return "better" if -worse > allowed else "ok"
 
 
-def compare(entry: Mapping[str, Any], result: CaseResult) -> Comparison:
-    """Compare a case with its stored entry; a diverged case compares as status only."""
+def _worse(diff: float, direction: str) -> float:
+    return -diff if direction == "higher" else diff
+
+
+def _judge(metric: Mapping[str, Any], obtained: float | None) -> str:
+    if obtained is None or not math.isfinite(obtained):
+        return "FAIL"
+    baseline = float(metric["value"])
+    allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(baseline)
+    return _verdict(_worse(obtained - baseline, metric["direction"]), allowed, metric["direction"])
+
+
+def _spread_row(name: str, spread: Mapping[str, Any], obtained: float | None, n: int) -> Row:
+    """A metric checked against the seeds' summary: on its scale, against the allowance."""
+    direction = spread["direction"]
+    log = spread["scale"] == "log"
+    basis = f"{n} seeds" + (", log" if log else "")
+    if obtained is None:
+        return Row(name, spread["mean"], None, spread["allowed"], direction, "missing", basis)
+    if not math.isfinite(obtained) or (log and obtained <= 0):
+        return Row(name, spread["mean"], obtained, spread["allowed"], direction, "FAIL", basis)
+    diff = _on_scale(name, obtained) - spread["center"]
+    verdict = _verdict(_worse(diff, direction), spread["allowed"], direction)
+    return Row(name, spread["mean"], obtained, spread["allowed"], direction, verdict, basis)
+
+
+def _status_against_seeds(summary: Mapping[str, Any], result: CaseResult) -> str:
+    """'' when the result's status is one the recorded seeds had, else what changed."""
+    statuses = summary["statuses"]
+    if statuses.get(result.status, 0):
+        return ""
+    was = ", ".join(f"{status} in {count}" for status, count in sorted(statuses.items()))
+    now = result.status if result.diverged_at is None else f"diverged at step {result.diverged_at}"
+    return f"status changed: baseline {was} of {len(summary['seeds'])} seeds, now {now}"
+
+
+def compare(
+    entry: Mapping[str, Any], result: CaseResult, summary: Mapping[str, Any] | None = None
+) -> Comparison:
+    """Compare a case with its stored baseline: with a seeds' `summary`, each metric against
+    the seed spread (metrics without a measured spread against the entry's fixed tolerance);
+    without one, against the entry. A diverged case compares as status only."""
+    if summary is not None:
+        problem = _status_against_seeds(summary, result)
+        if problem:
+            return Comparison(False, status_note=problem)
+        if result.status == "diverged":
+            return Comparison(True, status_note="diverged, as a recorded seed did")
+        if not summary["metrics"]:
+            return Comparison(True, status_note="no sound seed recorded at this lr")
+        n = len(summary["seeds"])
+        rows = []
+        for name, spread in summary["metrics"].items():
+            obtained = result.metrics.get(name)
+            obtained = None if obtained is None else float(obtained)
+            if spread.get("allowed") is not None:
+                rows.append(_spread_row(name, spread, obtained, n))
+            elif name in entry.get("metrics", {}):
+                rows.append(_entry_row(name, entry["metrics"][name], obtained))
+        rows += _new_rows(summary["metrics"], result)
+        return Comparison(not any(row.verdict in ("FAIL", "missing") for row in rows), rows)
     if entry["status"] == "diverged" or result.status == "diverged":
         if entry["status"] == result.status:
             return Comparison(True, status_note="diverged, as in the baseline")
@@ -336,19 +506,26 @@ def compare(entry: Mapping[str, Any], result: CaseResult) -> Comparison:
     rows = []
     for name, metric in entry["metrics"].items():
         obtained = result.metrics.get(name)
-        obtained = None if obtained is None else float(obtained)
-        verdict = "missing" if obtained is None else _judge(metric, obtained)
-        allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(
-            float(metric["value"])
-        )
-        rows.append(
-            Row(name, float(metric["value"]), obtained, allowed, metric["direction"], verdict)
-        )
-    for name, value in result.metrics.items():
-        if name not in entry["metrics"]:
-            rows.append(Row(name, None, float(value), None, "", "new"))
+        rows.append(_entry_row(name, metric, None if obtained is None else float(obtained)))
+    rows += _new_rows(entry["metrics"], result)
     passed = not any(row.verdict in ("FAIL", "missing") for row in rows)
     return Comparison(passed, rows)
+
+
+def _entry_row(name: str, metric: Mapping[str, Any], obtained: float | None) -> Row:
+    verdict = "missing" if obtained is None else _judge(metric, obtained)
+    allowed = Tolerance(metric["abs"], metric["rel"], metric["direction"]).allowed(
+        float(metric["value"])
+    )
+    return Row(name, float(metric["value"]), obtained, allowed, metric["direction"], verdict)
+
+
+def _new_rows(known: Mapping[str, Any], result: CaseResult) -> list[Row]:
+    return [
+        Row(name, None, float(value), None, "", "new")
+        for name, value in result.metrics.items()
+        if name not in known
+    ]
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -360,11 +537,19 @@ def _fmt(value: float | None, signed: bool = False) -> str:
 
 
 def format_rows(rows: list[Row]) -> str:
-    """The `metric | baseline | obtained | diff | allowed` table of a comparison."""
+    """The `metric | baseline | obtained | diff | allowed` table of a comparison; `allowed`
+    says what it was derived from (one seed's fixed tolerance, or n seeds' spread; on a log
+    scale it is a factor)."""
     header = ["metric", "baseline", "obtained", "diff", "allowed", ""]
     body = []
     for row in rows:
-        allowed = "-" if row.allowed is None else f"{_fmt(row.allowed)} ({row.direction})"
+        if row.allowed is None:
+            allowed = "-"
+        elif row.basis.endswith("log"):
+            allowed = f"x{math.exp(row.allowed):.3g} ({row.direction}, {row.basis[:-5]})"
+        else:
+            where = f", {row.basis}" if row.basis else ""
+            allowed = f"{_fmt(row.allowed)} ({row.direction}{where})"
         body.append(
             [
                 row.metric,
@@ -476,6 +661,7 @@ def update(
             "method": spec.method,
             "stage": spec.stage,
             "entries": {},
+            "summaries": {},
         }
         variants = data["entries"].setdefault(lr_key(spec.lr), {}).setdefault(str(spec.seed), {})
         key = settings_key(spec)
@@ -488,6 +674,7 @@ def update(
                     f"recorded under other settings ({changed}); pass --force to replace it"
                 )
         variants[key] = make_entry(result, recorded, previous)
+        data["summaries"] = summarise(data["entries"])
         io.atomic_write_json(path, data)
     return path
 

@@ -1,5 +1,11 @@
 """results.json: the report directory's source of truth, written after every finished case and
 read back by `ptibench report DIR`.
+
+Beside the cases (each with its per-sample `records`), every write adds `tradeoff`: the tables
+as the reports show them, recomputed from the cases each time (ptibench.results.tradeoff,
+`table_record`): per lr every metric as {"value", "low", "high"} (the 95% interval; null bounds
+where there is none), R and L with theirs, the step from the last sound lr with its verdict,
+and the knee. Reading a file never trusts a stored `tradeoff`; the cases are the data.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_json, json_safe
 from ptibench.provenance import commit_info, machine_info, versions
+from ptibench.results.tradeoff import tradeoff_records
 from ptibench.spec import STAGES
 
 RESULTS = "results.json"
@@ -20,9 +27,11 @@ FORMAT = "ptibench-results"
 
 
 def write_results(out_dir: Path, document: Mapping[str, Any]) -> Path:
-    """Atomically (re)write results.json; called after every finished case."""
+    """Atomically (re)write results.json, with the trade-off tables recomputed from the cases;
+    called after every finished case."""
     path = Path(out_dir) / RESULTS
-    atomic_write_json(path, {**document, "written": _now()})
+    tables = tradeoff_records(document.get("cases") or [])
+    atomic_write_json(path, {**document, "tradeoff": json_safe(tables), "written": _now()})
     return path
 
 

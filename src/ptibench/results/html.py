@@ -20,6 +20,7 @@ from ptibench.io import atomic_write_text
 from ptibench.results.tradeoff import (
     LEGEND,
     TradeoffTable,
+    intervals_line,
     knee_line,
     table_cells,
     table_key,
@@ -206,13 +207,14 @@ def render_html(
         parts.append(
             f'<figure><img id="tradeoff-plot" class="plot" alt="trade-off plot" '
             f'src="{data_uri(out_dir / PLOT)}"><figcaption>Left: reconstruction gain against '
-            "editability per lr (up and right is better; ★ the knee, ✕ a break, bars the seeds' "
-            "range). Right: each metric against the distance travelled, oriented so that up is "
+            "editability per lr (up and right is better; ★ the knee, ✕ a break, bars the 95% "
+            "intervals). Right: each metric against the distance travelled, oriented so that up is "
             "better.</figcaption></figure>"
         )
     for table in tables:
         parts += [
             f"<h2>{_e(table.title)}</h2>",
+            f'<p class="note">{_e(intervals_line(table))}</p>',
             table_html(table),
             f'<p class="note">{_e(knee_line(table))}</p>',
             _grids_html(table, document.get("cases", []), images),

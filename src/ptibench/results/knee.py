@@ -1,153 +1,202 @@
-"""Where the reconstruction / editability trade-off turns: the knee over log10(lr).
+"""Where the reconstruction / editability trade-off turns: a knee only where the data show one.
 
-Two rules, both on normalised axes (reconstruction gain R and editability loss L, each 0 at the
-smallest lr, in units of the metric's range over the grid, or of its noise floor when the range is
-smaller than that, so that pure noise never stretches to a full unit):
+The input is, per sound lr in lr order, the reconstruction gain R and the editability loss L on
+normalised axes (ptibench.results.tradeoff), with bootstrap replicates drawn jointly across the
+lrs (ptibench.results.intervals), so every difference between two lrs has its own interval.
 
-- **kneed** (pinned 0.9.0): KneeLocator on the net curve N = R - L against x = log10(lr), concave
-  and increasing with S=1. N rises while reconstruction is bought cheaply and flattens or falls once
-  editability is paid for it, so its knee is the corner of the trade-off. kneed answers None on
-  linear or constant curves and may answer an endpoint when the shape does not fit: both are read
-  as "no knee".
-- **marginal rate**: between consecutive lrs, rate = (editability lost) / (reconstruction gained).
-  The knee is the last lr before the first step whose rate exceeds 1 (more editability lost than
-  reconstruction gained); a step that loses editability and gains nothing has an infinite rate.
-  No such step, or one already at the first step (the rate never changes inside the grid, as on
-  a straight line), means "no knee".
+- A **step** from one sound lr to the next changes R by dR and L by dL. It **costs** when the
+  editability lost exceeds the reconstruction gained beyond its uncertainty: the interval of
+  dL - dR lies above 0 (and dL > 0: editability really goes). It **buys** when dR - dL's
+  interval lies above 0 (and dR > 0).
+- The intervals of dL - dR are simultaneous over the m steps of the grid (each at level
+  1 - ALPHA/m, Bonferroni), so on a grid where nothing but noise changes, some step is called
+  a cost with probability at most ALPHA = 0.05.
+- The **knee** is the last lr before the first step that costs. There is none when no step
+  costs ("no significant knee"), when the very first step already costs (the turn lies below
+  the grid), or with fewer than MIN_POINTS sound lrs (a corner needs points on both sides).
 
-Fewer than 4 points never have a knee: a corner needs points on both of its sides.
+Without replicates (no per-sample records and one training seed) every interval is the mean
+itself: the rule then reads the means and its knee is marked untested.
 
-The table flags lrs past the marginal-rate knee (it says what "past the knee" means: each further
-step costs more editability than it buys reconstruction); kneed's answer is printed beside it and
-used only when the rate rule finds none. With several seeds per lr, the knee of the seed means is
-reported with its stability: the share of bootstrap resamples of the seeds giving the same knee.
+kneed (a corner of R - L) is not consulted: it reads means, with no notion of uncertainty, and
+a rule that reads means (kneed, or "the first step whose rate dL/dR exceeds 1") finds a knee in
+about half of the grids whose lr labels are shuffled.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
+from ptibench.results.intervals import Draws
 
 MIN_POINTS = 4
-RATE_LIMIT = 1.0
-KNEED_SENSITIVITY = 1.0
-ROUNDING = 1e-6  # on normalised axes (1 = a metric's range), smaller changes are not a trend
+ALPHA = 0.05
+LEVEL = 0.95
+EQUAL = 1e-9
+"""Floating-point equality on the normalised axes (1 = a metric's range): differences below it
+are rounding of equal numbers, not a trend."""
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A value with its interval (low == high == value when nothing varies)."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def above_zero(self) -> bool:
+        return self.low > EQUAL
+
+    @property
+    def below_zero(self) -> bool:
+        return self.high < -EQUAL
+
+    @property
+    def significant(self) -> bool:
+        return self.above_zero or self.below_zero
+
+    @property
+    def spread(self) -> bool:
+        return self.high - self.low > EQUAL
+
+
+def interval(value: float, draws: Draws | None, level: float) -> Interval:
+    """`value` with its `level` interval from bootstrap `draws` (None: no spread)."""
+    value = float(value)
+    if draws is None:
+        return Interval(value, value, value)
+    low, high = draws.interval(value, level)
+    return Interval(value, float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Step:
+    """The step into a sound lr from the sound lr before it: dR and dL with their pointwise
+    intervals, and dL - dR with its simultaneous one (the knee's test); `tested` is False when
+    the intervals are the means themselves (no replicates)."""
+
+    gain: Interval
+    loss: Interval
+    net: Interval
+    tested: bool = True
+
+    @property
+    def costs(self) -> bool:
+        return self.net.above_zero and self.loss.value > EQUAL
+
+    @property
+    def buys(self) -> bool:
+        return self.net.below_zero and self.gain.value > EQUAL
+
+    @property
+    def verdict(self) -> str:
+        return "costs" if self.costs else "buys" if self.buys else "n.s."
+
+
+def step_between(
+    gain: Sequence[float],
+    loss: Sequence[float],
+    gain_draws: Draws | None,
+    loss_draws: Draws | None,
+    before: int,
+    after: int,
+    net_level: float = LEVEL,
+    level: float = LEVEL,
+) -> Step:
+    """The step from point `before` to point `after` (draws over the points, or None: the
+    rule reads the means)."""
+    d_gain = gain[after] - gain[before]
+    d_loss = loss[after] - loss[before]
+    dg = dl = net = None
+    if gain_draws is not None and loss_draws is not None:
+        dg = gain_draws[after] - gain_draws[before]
+        dl = loss_draws[after] - loss_draws[before]
+        net = dl - dg
+    return Step(
+        interval(d_gain, dg, level),
+        interval(d_loss, dl, level),
+        interval(d_loss - d_gain, net, net_level),
+        net is not None,
+    )
+
+
+def simultaneous_level(steps: int, alpha: float = ALPHA) -> float:
+    """Each of `steps` intervals at this level keeps the chance that any misses at `alpha`."""
+    return 1 - alpha / max(steps, 1)
 
 
 @dataclass(frozen=True)
 class Knee:
-    """A knee: `index` into the lrs given (None = no knee) and the rule that found it."""
+    """The knee of a curve: `index` into its points (None = no knee), the steps it was read
+    from (steps[i - 1] goes into point i), whether their intervals came from data (`tested`),
+    and the simultaneous level of the dL - dR intervals."""
 
     index: int | None
-    rule: str
+    steps: tuple[Step, ...]
+    tested: bool
+    level: float
+    points: int
+
+    @property
+    def first_cost(self) -> int | None:
+        """The point the first costing step goes into, or None."""
+        return next((i + 1 for i, step in enumerate(self.steps) if step.costs), None)
+
+    @property
+    def too_few(self) -> bool:
+        return self.points < MIN_POINTS
+
+    @property
+    def verdict(self) -> str:
+        """In words: 'knee', 'no significant knee', 'turns below the grid' (the first step
+        already costs), 'too few lrs'; '(untested)' when the intervals are the means."""
+        if self.too_few:
+            return "too few lrs"
+        if self.index is not None:
+            word = "knee"
+        elif self.first_cost is not None:
+            word = "turns below the grid"
+        else:
+            word = "no significant knee" if self.tested else "no knee"
+        return word if self.tested else f"{word} (untested)"
 
     def lr(self, lrs: Sequence[float]) -> float | None:
         return None if self.index is None else float(lrs[self.index])
 
 
-def marginal_rates(gain: Sequence[float], loss: Sequence[float]) -> list[float | None]:
-    """Editability lost per unit of reconstruction gained, point to point (first: None)."""
-    rates: list[float | None] = [None]
-    for i in range(1, len(gain)):
-        gained = gain[i] - gain[i - 1]
-        lost = loss[i] - loss[i - 1]
-        if lost <= ROUNDING:
-            rates.append(0.0)
-        elif gained <= ROUNDING:
-            rates.append(math.inf)
-        else:
-            rates.append(lost / gained)
-    return rates
-
-
-def knee_by_rate(gain: Sequence[float], loss: Sequence[float], limit: float = RATE_LIMIT) -> Knee:
-    """The last point before the first step whose marginal rate exceeds `limit`."""
-    if len(gain) < MIN_POINTS:
-        return Knee(None, "rate")
-    for i, rate in enumerate(marginal_rates(gain, loss)):
-        if rate is not None and rate > limit + ROUNDING:
-            return Knee(i - 1 if i > 1 else None, "rate")
-    return Knee(None, "rate")
-
-
-def knee_by_kneed(log_lrs: Sequence[float], gain: Sequence[float], loss: Sequence[float]) -> Knee:
-    """kneed on the net curve R - L; None and endpoints are 'no knee'."""
-    from kneed import KneeLocator
-
-    if len(log_lrs) < MIN_POINTS:
-        return Knee(None, "kneed")
-    net = np.asarray(gain, dtype=float) - np.asarray(loss, dtype=float)
-    if float(np.ptp(net)) <= ROUNDING * max(1.0, float(np.max(np.abs(net)))):
-        return Knee(None, "kneed")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        locator = KneeLocator(
-            list(log_lrs),
-            list(net),
-            S=KNEED_SENSITIVITY,
-            curve="concave",
-            direction="increasing",
-            interp_method="interp1d",
-            online=False,
-        )
-    if locator.knee is None:
-        return Knee(None, "kneed")
-    index = int(np.argmin(np.abs(np.asarray(log_lrs) - float(locator.knee))))
-    if index in (0, len(log_lrs) - 1):
-        return Knee(None, "kneed")
-    return Knee(index, "kneed")
-
-
-@dataclass(frozen=True)
-class KneeReport:
-    """Both rules' answers, the one the table flags by, and (several seeds) how stable it is."""
-
-    kneed: Knee
-    rate: Knee
-    stability: float | None = None
-    resamples: int = 0
-
-    @property
-    def chosen(self) -> Knee:
-        """The marginal-rate rule (it says what 'past the knee' means), else kneed's answer."""
-        return self.rate if self.rate.index is not None else self.kneed
-
-
 def find_knee(
-    lrs: Sequence[float], gain: Sequence[float], loss: Sequence[float]
-) -> tuple[Knee, Knee]:
-    """kneed's and the marginal-rate rule's knee on points sorted by lr."""
-    log_lrs = [math.log10(lr) for lr in lrs]
-    return knee_by_kneed(log_lrs, gain, loss), knee_by_rate(gain, loss)
+    gain: Sequence[float],
+    loss: Sequence[float],
+    gain_draws: Draws | None = None,
+    loss_draws: Draws | None = None,
+    alpha: float = ALPHA,
+) -> Knee:
+    """The knee of points in lr order: the last one before the first step that costs.
+
+    `gain_draws` / `loss_draws` are bootstrap replicates drawn jointly across the points
+    (ptibench.results.intervals.Draws); without them the rule reads the means, untested."""
+    points = len(gain)
+    level = simultaneous_level(points - 1, alpha)
+    steps = tuple(
+        step_between(gain, loss, gain_draws, loss_draws, i - 1, i, level) for i in range(1, points)
+    )
+    tested = gain_draws is not None and loss_draws is not None
+    knee = Knee(None, steps, tested, level, points)
+    first = knee.first_cost
+    if knee.too_few or first is None or first < 2:
+        return knee
+    return Knee(first - 1, steps, tested, level, points)
 
 
-def knee_stability(
-    lrs: Sequence[float],
-    gain_by_seed: Sequence[Sequence[float]],
-    loss_by_seed: Sequence[Sequence[float]],
-    resamples: int = 200,
-    rng_seed: int = 0,
-) -> KneeReport:
-    """Knee of the seed means, and the share of seed resamples (bootstrap per lr) agreeing with it.
-
-    `gain_by_seed[i]` holds the gains of lr i, one per seed (the same for the losses).
-    """
-    mean_gain = [float(np.mean(g)) for g in gain_by_seed]
-    mean_loss = [float(np.mean(v)) for v in loss_by_seed]
-    kneed_knee, rate_knee = find_knee(lrs, mean_gain, mean_loss)
-    report = KneeReport(kneed_knee, rate_knee)
-    if max((len(g) for g in gain_by_seed), default=0) < 2:
-        return report
-    rng = np.random.default_rng(rng_seed)
-    agree = 0
-    for _ in range(resamples):
-        picks = [rng.integers(0, len(g), len(g)) for g in gain_by_seed]
-        gain = [float(np.mean(np.asarray(g)[p])) for g, p in zip(gain_by_seed, picks, strict=True)]
-        loss = [float(np.mean(np.asarray(v)[p])) for v, p in zip(loss_by_seed, picks, strict=True)]
-        resampled = KneeReport(*find_knee(lrs, gain, loss))
-        agree += resampled.chosen.index == report.chosen.index
-    return KneeReport(kneed_knee, rate_knee, agree / resamples, resamples)
+def marginal_rate(d_gain: float, d_loss: float) -> float:
+    """Editability lost per unit of reconstruction gained (0: nothing lost; inf: lost for
+    nothing gained). Descriptive: the knee reads dL - dR with its interval, not this ratio."""
+    if d_loss <= EQUAL:
+        return 0.0
+    if d_gain <= EQUAL:
+        return math.inf
+    return d_loss / d_gain

@@ -23,9 +23,11 @@ from ptibench.results.tradeoff import (
     LEGEND,
     TradeoffTable,
     build_tables,
+    intervals_line,
     knee_line,
     reference_cells,
     table_cells,
+    tabulated,
 )
 from ptibench.spec import DEFAULT_METHOD, METRICS, lr_key
 
@@ -40,7 +42,7 @@ def _reference_for(document: Mapping[str, Any], table: TradeoffTable) -> Mapping
 
 
 def _cases(document: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [case for case in document["cases"] if case.get("status") in ("ok", "diverged")]
+    return tabulated(document["cases"])
 
 
 def summary_lines(document: Mapping[str, Any]) -> list[str]:
@@ -50,6 +52,7 @@ def summary_lines(document: Mapping[str, Any]) -> list[str]:
         lines += [
             "",
             f"trade-off: {table.title}",
+            intervals_line(table),
             render_text(*table_cells(table)),
             knee_line(table),
         ]
@@ -113,6 +116,8 @@ def markdown(document: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"## {table.title}",
+            "",
+            intervals_line(table),
             "",
             render_markdown(*table_cells(table)),
             "",
@@ -196,8 +201,9 @@ def collect_artifacts(out_dir: Path, case: dict[str, Any]) -> None:
 
 
 def plot(path: Path, tables: list[TradeoffTable]) -> None:
-    """Per table: reconstruction vs editability (lr labels, knee and breaks marked, seed ranges
-    as error bars), and each metric vs the distance travelled; better is up (and right)."""
+    """Per table: reconstruction vs editability (lr labels, knee and breaks marked, 95%
+    intervals as error bars), and each metric vs the distance travelled with its interval;
+    better is up (and right)."""
     figure, axes = new_figure(len(tables), width=11)
     for (left, right), table in zip(axes, tables, strict=False):
         _plot_tradeoff(left, table)
@@ -205,16 +211,17 @@ def plot(path: Path, tables: list[TradeoffTable]) -> None:
     save_figure(figure, path)
 
 
-def _errors(rows: list, attribute: str, sign: float) -> list[list[float]] | None:
-    """Error-bar extents (below, above) from each row's seed range, or None with one seed."""
-    ranges = [getattr(row, attribute) for row in rows]
-    if not any(ranges):
+def _errors(centres: list[float], bounds: list) -> list[list[float]] | None:
+    """Error-bar extents (below, above) of `centres` from their intervals, or None without."""
+    if not any(bounds):
         return None
-    centre = [sign * (row.gain if attribute == "gain_range" else row.loss) for row in rows]
-    pairs = list(zip(centre, ranges, strict=True))
-    low = [max(c - min(sign * r[0], sign * r[1]), 0.0) if r else 0.0 for c, r in pairs]
-    high = [max(max(sign * r[0], sign * r[1]) - c, 0.0) if r else 0.0 for c, r in pairs]
+    low = [max(c - b[0], 0.0) if b else 0.0 for c, b in zip(centres, bounds, strict=True)]
+    high = [max(b[1] - c, 0.0) if b else 0.0 for c, b in zip(centres, bounds, strict=True)]
     return [low, high]
+
+
+def _flip(bounds: tuple[float, float] | None) -> tuple[float, float] | None:
+    return None if bounds is None else (-bounds[1], -bounds[0])
 
 
 def _plot_tradeoff(ax, table: TradeoffTable) -> None:
@@ -224,8 +231,8 @@ def _plot_tradeoff(ax, table: TradeoffTable) -> None:
     ax.errorbar(
         gains,
         edits,
-        xerr=_errors(rows, "gain_range", 1.0),
-        yerr=_errors(rows, "loss_range", -1.0),
+        xerr=_errors(gains, [row.gain_ci for row in rows]),
+        yerr=_errors(edits, [_flip(row.loss_ci) for row in rows]),
         fmt="o-",
         color="tab:blue",
         ecolor="tab:gray",
@@ -247,9 +254,19 @@ def _plot_tradeoff(ax, table: TradeoffTable) -> None:
     _mark_breaks(ax, table, gains, edits)
     ax.set_xlabel("reconstruction gain (normalised) → better")
     ax.set_ylabel("editability (normalised, 0 = smallest lr) ↑ better")
-    ax.set_title(f"{table.title}: {'knee' if knee else 'no knee'}", fontsize=9)
+    ax.set_title(f"{table.title}: {_knee_word(table)}", fontsize=9)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
+
+
+def _knee_word(table: TradeoffTable) -> str:
+    """The plot title's verdict: the knee, or which kind of 'no knee'."""
+    knee = table.knee
+    if knee is None:
+        return "no knee (every case diverged)"
+    if knee.index is not None:
+        return knee.verdict.replace("knee", f"knee at {lr_key(table.knee_lr())}", 1)
+    return knee.verdict
 
 
 def _mark_breaks(ax, table: TradeoffTable, gains: list[float], edits: list[float]) -> None:
@@ -282,6 +299,13 @@ def _mark_breaks(ax, table: TradeoffTable, gains: list[float], edits: list[float
         )
 
 
+def _unit(value: float, low: float, high: float, higher: bool) -> float:
+    """`value` on the worst..best = 0..1 scale of [low, high] (0.5 when they are equal)."""
+    if high <= low:
+        return 0.5
+    return ((value - low) if higher else (high - value)) / (high - low)
+
+
 def _plot_distance(ax, table: TradeoffTable) -> None:
     ax.set_title(f"{table.title}: metrics vs distance (up = better)", fontsize=9)
     rows = table.sound_rows()
@@ -293,13 +317,23 @@ def _plot_distance(ax, table: TradeoffTable) -> None:
         values = [row.metrics.get(name, math.nan) for row in rows]
         low, high = min(values), max(values)
         higher = METRICS[name].direction == "higher"
-        scaled = [
-            ((v - low) if higher else (high - v)) / (high - low) if high > low else 0.5
-            for v in values
+        centres = [_unit(v, low, high, higher) for v in values]
+        bounds = [
+            tuple(sorted(_unit(b, low, high, higher) for b in bound))
+            if (bound := row.intervals.get(name))
+            else None
+            for row in rows
         ]
         style = "o-" if name in table.reconstruction else "s--"
         arrow = "↑" if higher else "↓, drawn flipped"
-        ax.plot(distances, scaled, style, label=f"{name} ({arrow}; {low:.3g}..{high:.3g})")
+        (line,) = ax.plot(
+            distances, centres, style, label=f"{name} ({arrow}; {low:.3g}..{high:.3g})"
+        )
+        extents = _errors(centres, bounds)
+        if extents:
+            ax.errorbar(
+                distances, centres, yerr=extents, fmt="none", ecolor=line.get_color(), capsize=2
+            )
     knee = table.knee_lr()
     if knee:
         at = dict(zip([r.lr for r in rows], distances, strict=True))[knee]

@@ -1,15 +1,22 @@
 """The trade-off table: per stage and method, what each lr buys in reconstruction and costs in
-editability, the marginal rate between consecutive lrs, and which lrs lie past the knee.
+editability, with 95% intervals, whether each step between consecutive lrs is significant, and
+which lrs lie past the knee.
 
 Normalised axes: each metric is oriented so that higher is better, measured from its value at the
-smallest (non-diverged) lr, in units of its range over the grid or of its noise floor (the
-baseline tolerance) if the range is smaller. Reconstruction gain R is the mean over reconstruction
-metrics; editability loss L the mean over editability metrics of the drop. Both are what
-`ptibench.results.knee` reads.
+smallest sound lr, in units of its range over the sound lrs (diverged and broken ones left out,
+so a collapse never sets the scale) or of its noise floor (the baseline tolerance) if the range
+is smaller. Reconstruction gain R is the mean over reconstruction metrics; editability loss L the
+mean over editability metrics of the drop. R and L read the metrics that carry an interval (every
+per-sample metric; `denoise_loss` only with several seeds); a table without any reads them all,
+untested. Intervals come from one joint bootstrap over samples and seeds
+(ptibench.results.intervals), so every step's interval is paired across its two lrs; the knee
+(ptibench.results.knee) reads them.
 
-An lr where both sides lose at once (R falls and L rises by more than BREAK against the last
-sound lr below it) is not a trade but a break: its status is "broken", it keeps its place on the
-axes, and the marginal rates and the knee are computed without it.
+An lr where both sides lose at once (R falls and L rises each by more than BREAK, and each
+significantly, against the last sound lr below it) is not a trade but a break: its status is
+"broken", it keeps its place in the table and the plot, and the normalisation, the steps and the
+knee are computed without it. Leaving a break out can shrink the ranges and reveal another, so
+the search repeats until no new break appears.
 """
 
 from __future__ import annotations
@@ -22,20 +29,33 @@ from typing import Any
 import numpy as np
 
 from ptibench.results.baselines import noise_floor
+from ptibench.results.intervals import (
+    INTERVAL_METHOD,
+    RESAMPLES,
+    RNG_SEED,
+    Draws,
+    Replicates,
+    bootstrap,
+)
 from ptibench.results.knee import (
+    EQUAL,
+    LEVEL,
     MIN_POINTS,
-    ROUNDING,
-    KneeReport,
-    knee_stability,
-    marginal_rates,
+    Interval,
+    Knee,
+    Step,
+    find_knee,
+    interval,
+    marginal_rate,
+    step_between,
 )
 from ptibench.spec import DEFAULT_METHOD, METRICS, STAGES, lr_key
 
 GroupKey = tuple[str, str, str, str]  # world, concept, method, stage
 
 BREAK = 0.5
-"""A step that loses more than this on both sides (in units of the metrics' ranges over the grid,
-averaged per side) breaks: a collapse, like LoRA at lr 1e-2 on the tiny world (-0.98 / +0.83)."""
+"""A step that loses more than this on both sides (in units of the metrics' ranges over the sound
+lrs, averaged per side) breaks: a collapse, like LoRA at lr 1e-2 on the tiny world."""
 
 
 @dataclass
@@ -53,8 +73,10 @@ class LrRow:
     diverged_at: list[int] = field(default_factory=list)
     check: str = ""  # against the stored baseline: pass, FAIL, missing, updated, error
     broken: bool = False
-    gain_range: tuple[float, float] | None = None  # over seeds, when there are several
-    loss_range: tuple[float, float] | None = None
+    intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    gain_ci: tuple[float, float] | None = None  # of R and L at this lr
+    loss_ci: tuple[float, float] | None = None
+    step: Step | None = None  # from the last sound lr below (None for the first)
 
     @property
     def sound(self) -> bool:
@@ -68,7 +90,9 @@ class TradeoffTable:
     rows: list[LrRow]
     reconstruction: list[str]
     editability: list[str]
-    knee: KneeReport | None
+    knee: Knee | None
+    covers: str = "no interval"
+    axes: list[str] = field(default_factory=list)  # the metrics R and L read
 
     @property
     def title(self) -> str:
@@ -79,9 +103,9 @@ class TradeoffTable:
         return [row for row in self.rows if row.sound]
 
     def knee_lr(self) -> float | None:
-        if self.knee is None or self.knee.chosen.index is None:
+        if self.knee is None or self.knee.index is None:
             return None
-        return self.sound_rows()[self.knee.chosen.index].lr
+        return self.sound_rows()[self.knee.index].lr
 
 
 def table_key(case: Mapping[str, Any]) -> GroupKey:
@@ -93,7 +117,7 @@ def _finite(value: Any) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-def _oriented(metric: str, value: float) -> float:
+def _oriented(metric: str, value):
     return value if METRICS[metric].direction == "higher" else -value
 
 
@@ -144,8 +168,9 @@ def build_table(key: GroupKey, cases: Iterable[Mapping[str, Any]]) -> TradeoffTa
             )
         )
         seeds_ok.append(ok)
-    knee = _place_knee(rows, seeds_ok, kinds["reconstruction"], kinds["editability"])
-    return TradeoffTable(key, rows, kinds["reconstruction"], kinds["editability"], knee)
+    table = TradeoffTable(key, rows, kinds["reconstruction"], kinds["editability"], None)
+    _place_knee(table, seeds_ok)
+    return table
 
 
 CHECK_WORDS = {
@@ -166,107 +191,150 @@ def _check(cases: list[Mapping[str, Any]]) -> str:
     return ""
 
 
-def _axis(
-    rows: list[LrRow],
-    seeds: list[list[Mapping[str, Any]]],
-    names: list[str],
-    sign: float,
-    samples: int,
-) -> tuple[list[float], list[list[float]]]:
-    """Mean normalised (gain or loss) per valid row, and per seed, for `names`."""
-    if not names:
-        return [0.0] * len(rows), [[0.0] * max(len(s), 1) for s in seeds]
-    per_metric = []
-    per_metric_seed = []
+@dataclass
+class _Axis:
+    """One side (R or L) at every measured lr, with its bootstrap replicates."""
+
+    point: np.ndarray  # [lrs]
+    draws: Draws  # [resamples, lrs]
+
+
+def _axis(reps: Replicates, names: list[str], sound: list[int], sign: float, samples: int) -> _Axis:
+    """Mean normalised gain (sign +1) or loss (sign -1) over `names`, scaled on `sound` rows."""
+    lrs = len(reps.seeds)
+    total = np.zeros(lrs)
+    zeros = np.zeros((reps.resamples, lrs))
+    total_draws = Draws(zeros, zeros, zeros, 2**31, 2**31)
+    count = np.zeros(lrs)
     for name in names:
-        oriented = [
-            _oriented(name, row.metrics[name]) if name in row.metrics else math.nan for row in rows
-        ]
-        finite = [v for v in oriented if math.isfinite(v)]
-        origin = finite[0] if finite else 0.0
-        scale = max(max(finite) - min(finite), noise_floor(name, samples)) if finite else 1.0
-        per_metric.append([sign * (v - origin) / scale for v in oriented])
-        per_metric_seed.append(
-            [
-                [
-                    sign * (_oriented(name, c["metrics"][name]) - origin) / scale
-                    for c in group
-                    if _finite(c["metrics"].get(name))
-                ]
-                for group in seeds
-            ]
-        )
-    means = [
-        float(np.nanmean([m[i] for m in per_metric]))
-        if any(math.isfinite(m[i]) for m in per_metric)
-        else 0.0
-        for i in range(len(rows))
+        point = reps.point[name]
+        oriented = _oriented(name, point)
+        on_curve = [oriented[j] for j in sound if math.isfinite(oriented[j])]
+        if not on_curve:
+            continue
+        origin = on_curve[0]
+        scale = max(max(on_curve) - min(on_curve), noise_floor(name, samples))
+        finite = np.isfinite(point)
+
+        def normalised(values, finite=finite, origin=origin, scale=scale, name=name):
+            return np.where(finite, sign * (_oriented(name, values) - origin) / scale, 0.0)
+
+        total += normalised(point)
+        total_draws = total_draws + reps.draws[name].map(normalised)
+        count += finite
+    divisor = np.maximum(count, 1)
+    return _Axis(total / divisor, total_draws.map(lambda values: values / divisor))
+
+
+def _axis_metrics(reps: Replicates, names: list[str], rows: list[int]) -> tuple[list[str], bool]:
+    """The metrics a side reads: those with an interval at every row that has them, or all of
+    them (untested) when none has one."""
+    tested = [
+        n
+        for n in names
+        if any(reps.varies[n][i] for i in rows)
+        and all(reps.varies[n][i] for i in rows if math.isfinite(reps.point[n][i]))
     ]
-    by_seed = []
-    for i in range(len(seeds)):
-        columns = [m[i] for m in per_metric_seed if m[i]]
-        width = min((len(c) for c in columns), default=0)
-        by_seed.append(
-            [float(np.mean([c[s] for c in columns])) for s in range(width)] or [means[i]]
-        )
-    return means, by_seed
+    return (tested, True) if tested else (list(names), not names)
 
 
-def _place_knee(
-    rows: list[LrRow],
-    seeds: list[list[Mapping[str, Any]]],
-    reconstruction: list[str],
-    editability: list[str],
-) -> KneeReport | None:
+def _breaks(
+    reps: Replicates, recon: list[str], edit: list[str], samples: int, count: int
+) -> set[int]:
+    """The points that lose on both sides, by more than BREAK and significantly, against the
+    last sound point before them. Each candidate is judged on axes scaled without it (a
+    collapse would otherwise set the range it is measured in), and the search repeats until
+    no new break appears (leaving one out can shrink the ranges). The first point is sound."""
+    broken: set[int] = set()
+    while True:
+        found = set(broken)
+        last = 0
+        for j in range(1, count):
+            if j in found:
+                continue
+            scale = [k for k in range(count) if k not in found and k != j]
+            gain = _axis(reps, recon, scale, 1.0, samples)
+            loss = _axis(reps, edit, scale, -1.0, samples)
+            step = step_between(gain.point, loss.point, gain.draws, loss.draws, last, j)
+            if (
+                step.gain.value < -BREAK
+                and step.loss.value > BREAK
+                and step.gain.below_zero
+                and step.loss.above_zero
+            ):
+                found.add(j)
+            else:
+                last = j
+        if found == broken:
+            return broken
+        broken = found
+
+
+def _place_knee(table: TradeoffTable, seeds: list[list[Mapping[str, Any]]]) -> None:
+    """Intervals, axes, breaks, steps and the knee of `table`, in place."""
+    rows = table.rows
     valid = [i for i, row in enumerate(rows) if row.status != "diverged" and row.metrics]
     if not valid:
-        return None
+        return
     valid_rows = [rows[i] for i in valid]
     valid_seeds = [seeds[i] for i in valid]
+    shown = ("distance", *table.reconstruction, *table.editability)
+    reps = bootstrap(valid_seeds, [n for n in shown if any(n in r.metrics for r in valid_rows)])
+    for j, row in enumerate(valid_rows):
+        row.intervals = {name: reps.intervals[name][j] for name in reps.intervals}
     samples = min(
         (c["spec"]["eval"]["samples_per_prompt"] for g in valid_seeds for c in g), default=8
     )
-    gain, gain_seeds = _axis(valid_rows, valid_seeds, reconstruction, 1.0, samples)
-    loss, loss_seeds = _axis(valid_rows, valid_seeds, editability, -1.0, samples)
-    sound = [not broken for broken in breaks(gain, loss)]
-    on_curve = [j for j in range(len(valid_rows)) if sound[j]]
-    rates = marginal_rates([gain[j] for j in on_curve], [loss[j] for j in on_curve])
+    everything = list(range(len(valid_rows)))
+    recon, recon_tested = _axis_metrics(reps, table.reconstruction, everything)
+    edit, edit_tested = _axis_metrics(reps, table.editability, everything)
+    table.axes = [*recon, *edit]
+    broken = _breaks(reps, recon, edit, samples, len(valid_rows))
+    sound = [j for j in everything if j not in broken]
+    gain = _axis(reps, recon, sound, 1.0, samples)
+    loss = _axis(reps, edit, sound, -1.0, samples)
+    tested = recon_tested and edit_tested
+    knee = find_knee(
+        list(gain.point[sound]),
+        list(loss.point[sound]),
+        gain.draws[sound] if tested else None,
+        loss.draws[sound] if tested else None,
+    )
     previous = None
     for j, row in enumerate(valid_rows):
-        row.gain, row.loss = gain[j], loss[j]
-        if len(gain_seeds[j]) > 1:
-            row.gain_range = (min(gain_seeds[j]), max(gain_seeds[j]))
-            row.loss_range = (min(loss_seeds[j]), max(loss_seeds[j]))
-        if previous is not None:
-            row.d_gain, row.d_loss = gain[j] - gain[previous], loss[j] - loss[previous]
-        if sound[j]:
-            row.rate = rates[on_curve.index(j)]
-            previous = j
-        else:
+        row.gain, row.loss = float(gain.point[j]), float(loss.point[j])
+        if knee.tested:
+            row.gain_ci = _bounds(interval(row.gain, gain.draws[j], LEVEL))
+            row.loss_ci = _bounds(interval(row.loss, loss.draws[j], LEVEL))
+        if j in broken:
             row.broken = True
             row.status = "broken" if row.status == "ok" else f"broken, {row.status}"
-    knee = knee_stability(
-        [valid_rows[j].lr for j in on_curve],
-        [gain_seeds[j] for j in on_curve],
-        [loss_seeds[j] for j in on_curve],
-    )
-    if knee.chosen.index is not None:
-        for j in on_curve[knee.chosen.index + 1 :]:
+        if previous is not None:
+            if j in broken:
+                row.step = step_between(gain.point, loss.point, gain.draws, loss.draws, previous, j)
+            else:
+                row.step = knee.steps[sound.index(j) - 1]
+            row.d_gain, row.d_loss = row.step.gain.value, row.step.loss.value
+            if j not in broken:
+                row.rate = marginal_rate(row.d_gain, row.d_loss)
+        if j not in broken:
+            previous = j
+    if knee.index is not None:
+        for j in sound[knee.index + 1 :]:
             valid_rows[j].past_knee = True
-    return knee
+    table.knee = knee
+    table.covers = reps.covers()
+    if not knee.tested and any(any(v) for v in reps.varies.values()):
+        table.covers += "; R and L have none (a side has no metric with one)"
 
 
-def breaks(gain: list[float], loss: list[float], limit: float = BREAK) -> list[bool]:
-    """Which points lose on both sides against the last sound point before them: reconstruction
-    gain down and editability loss up, each by more than `limit`. The first point is sound."""
-    broken = [False] * len(gain)
-    last = 0
-    for j in range(1, len(gain)):
-        if gain[j] - gain[last] < -limit and loss[j] - loss[last] > limit:
-            broken[j] = True
-        else:
-            last = j
-    return broken
+def _bounds(value: Interval) -> tuple[float, float]:
+    return (value.low, value.high)
+
+
+def tabulated(cases: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The cases the tables show: finished ones, ok or diverged (not failed or errored)."""
+    return [case for case in cases if case.get("status") in ("ok", "diverged")]
 
 
 def build_tables(cases: Iterable[Mapping[str, Any]]) -> list[TradeoffTable]:
@@ -290,6 +358,41 @@ def _num(value: float | None, signed: bool = False) -> str:
     return f"{value:+.3f}" if signed else f"{value:.4g}"
 
 
+def _bound(value: float, signed: bool = False) -> str:
+    return f"{value:+.2g}" if signed else f"{value:.3g}"
+
+
+def with_interval(value: float | None, bounds: tuple[float, float] | None) -> str:
+    """'0.528 [0.50, 0.55]', or the value alone when it has no interval."""
+    if value is None or bounds is None:
+        return _num(value)
+    return f"{_num(value)} [{_bound(bounds[0])}, {_bound(bounds[1])}]"
+
+
+def _side(value: Interval) -> str:
+    """A change of R or L, starred when its 95% interval excludes 0."""
+    return f"{value.value:+.3f}{'*' if value.spread and value.significant else ''}"
+
+
+def net_text(row: LrRow) -> str:
+    """E loss - R gain of the step into `row`, with its simultaneous interval when it has one."""
+    if row.step is None or row.broken:
+        return "-"
+    net = row.step.net
+    if not net.spread:
+        return f"{net.value:+.3f}"
+    return f"{net.value:+.3f} [{_bound(net.low, True)}, {_bound(net.high, True)}]"
+
+
+def step_text(row: LrRow) -> str:
+    """What the step into `row` does, beyond its uncertainty: 'costs' (editability lost
+    exceeds reconstruction gained), 'buys' (the reverse), 'n.s.' (neither); with a '?' when
+    the step has no interval and the word reads the means."""
+    if row.step is None or row.broken:
+        return "-"
+    return row.step.verdict + ("" if row.step.tested else "?")
+
+
 def rate_text(row: LrRow) -> str:
     """The marginal rate in words where a number would mislead: 'free' (reconstruction gained,
     no editability lost), 'no gain' (editability lost, nothing gained), 'no trade' (neither)."""
@@ -298,44 +401,64 @@ def rate_text(row: LrRow) -> str:
     if math.isinf(row.rate):
         return "no gain"
     if row.rate == 0.0:
-        return "free" if (row.d_gain or 0.0) > ROUNDING else "no trade"
+        return "free" if (row.d_gain or 0.0) > EQUAL else "no trade"
     return f"{row.rate:.3g}"
 
 
 def knee_line(table: TradeoffTable) -> str:
-    """One sentence on the knee: where, by which rule, how stable; or that there is none."""
+    """One sentence on the knee: where and on what evidence, or that there is none, and what
+    the intervals cover."""
     knee = table.knee
     if knee is None:
         return "knee: none (every case diverged)"
     valid = [row.lr for row in table.sound_rows()]
     broken = [lr_key(row.lr) for row in table.rows if row.broken]
+    sentence = _knee_sentence(knee, valid)
     if broken:
-        return f"{_knee_sentence(knee, valid)}; breaks at lr={', '.join(broken)} (left out)"
-    return _knee_sentence(knee, valid)
+        return f"{sentence}; breaks at lr={', '.join(broken)} (left out)"
+    return sentence
 
 
-def _knee_sentence(knee: KneeReport, valid: list[float]) -> str:
-    def say(index: int | None) -> str:
-        return "none" if index is None else lr_key(valid[index])
-
-    chosen = knee.chosen
-    if len(valid) < MIN_POINTS:
+def _knee_sentence(knee: Knee, valid: list[float]) -> str:
+    if knee.too_few:
         return f"knee: no knee ({len(valid)} usable lr(s); a knee needs at least {MIN_POINTS})"
-    head = (
-        "knee: no knee (neither rule finds a turn in the trade-off)"
-        if chosen.index is None
-        else f"knee: lr={lr_key(valid[chosen.index])} by {chosen.rule}; lrs above it are flagged"
+    steps = len(knee.steps)
+    first = knee.first_cost
+    if not knee.tested:
+        if knee.index is None:
+            return "knee: no knee by the means (untested: no step's uncertainty is known)"
+        return (
+            f"knee: lr={lr_key(valid[knee.index])} by the means, untested (no step's "
+            f"uncertainty is known); lrs above it are flagged"
+        )
+    simultaneous = f"{1 - (1 - knee.level) * steps:.0%} simultaneous over {steps} steps"
+    if first is None:
+        return (
+            f"knee: no significant knee (no step among {steps} loses more editability than it "
+            f"gains reconstruction beyond its interval, {simultaneous})"
+        )
+    net = knee.steps[first - 1].net
+    evidence = (
+        f"the step to {lr_key(valid[first])} loses more editability than it gains "
+        f"reconstruction: E-R {net.value:+.3f} [{_bound(net.low, True)}, "
+        f"{_bound(net.high, True)}] ({simultaneous})"
     )
-    detail = (
-        f"kneed on R-L vs log10(lr): {say(knee.kneed.index)}; "
-        f"marginal rate > 1: {say(knee.rate.index)}"
+    if knee.index is None:
+        return f"knee: no significant knee inside the grid ({evidence}: the first step)"
+    sentence = f"knee: lr={lr_key(valid[knee.index])}, {evidence}; lrs above it are flagged"
+    back = next((i for i in range(first, steps) if knee.steps[i].buys), None)
+    if back is None:
+        return sentence
+    net = knee.steps[back].net
+    return (
+        f"{sentence}; but the step to {lr_key(valid[back + 1])} buys again (E-R "
+        f"{net.value:+.3f} [{_bound(net.low, True)}, {_bound(net.high, True)}])"
     )
-    stability = (
-        f"; stability {knee.stability:.0%} of {knee.resamples} seed resamples"
-        if knee.stability is not None
-        else ""
-    )
-    return f"{head} ({detail}{stability})"
+
+
+def intervals_line(table: TradeoffTable) -> str:
+    """What the table's intervals cover, printed above it."""
+    return f"intervals: {table.covers}"
 
 
 def _columns(table: TradeoffTable) -> list[str]:
@@ -343,7 +466,18 @@ def _columns(table: TradeoffTable) -> list[str]:
 
 
 def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
-    header = ["lr", "status", *_columns(table), "R gain", "E loss", "rate", "knee", "baseline"]
+    header = [
+        "lr",
+        "status",
+        *_columns(table),
+        "R gain",
+        "E loss",
+        "E-R",
+        "step",
+        "rate",
+        "knee",
+        "baseline",
+    ]
     if any(row.seeds > 1 for row in table.rows):
         header.insert(2, "seeds")
     body = []
@@ -354,10 +488,15 @@ def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
         cells = [lr_key(row.lr), status]
         if "seeds" in header:
             cells.append(str(row.seeds))
-        cells += [_num(row.metrics.get(name)) for name in _columns(table)]
         cells += [
-            _num(row.d_gain, True),
-            _num(row.d_loss, True),
+            with_interval(row.metrics.get(name), row.intervals.get(name))
+            for name in _columns(table)
+        ]
+        cells += [
+            "-" if row.step is None else _side(row.step.gain),
+            "-" if row.step is None else _side(row.step.loss),
+            net_text(row),
+            step_text(row),
             rate_text(row),
             "PAST KNEE" if row.past_knee else ("knee" if row.lr == table.knee_lr() else ""),
             row.check,
@@ -367,13 +506,101 @@ def table_cells(table: TradeoffTable) -> tuple[list[str], list[list[str]]]:
 
 
 LEGEND = (
-    "R gain / E loss: change of reconstruction gain / editability loss against the previous lr, "
-    "on normalised axes (1 = the metric's range over the grid); rate = E loss / R gain "
-    "(editability lost per unit of reconstruction gained; free = gained at no editability cost, "
-    "no gain = editability lost for nothing, no trade = neither); PAST KNEE = an lr above the "
-    "knee; broken = both sides lost at once (left out of the rates and the knee); "
-    "baseline = the case checked against its stored baseline."
+    "Brackets: 95% intervals (what they cover is on the line above the table: samples, and "
+    "training seeds with --seeds N); oracle shares: at least Wilson's; a metric measured "
+    "once per case (distance, denoise_loss) has none with one seed and is left out of R and L. "
+    "R gain / E loss: change of reconstruction gain / editability loss against the previous "
+    "sound lr, on normalised axes (1 = the metric's range over the sound lrs), * where its 95% "
+    "interval excludes 0; E-R: E loss minus R gain with its interval, simultaneous over the "
+    "table's steps; step: costs = E-R above 0 (more editability lost than reconstruction "
+    "gained, beyond the uncertainty), buys = below 0, n.s. = neither, ? = read from the means "
+    "(no interval); rate = E loss / R gain "
+    "(free = gained at no editability cost, no gain = editability lost for nothing, no trade = "
+    "neither); knee = the last lr before the first step that costs, PAST KNEE = an lr above "
+    "it; broken = both sides lost at once, significantly (left out of the scales, the steps "
+    "and the knee); baseline = the case checked against its stored baseline."
 )
+
+
+def _value(value: Interval | float | None, bounds: tuple[float, float] | None = None) -> dict:
+    if isinstance(value, Interval):
+        return {"value": value.value, "low": value.low, "high": value.high}
+    low, high = bounds if bounds is not None else (None, None)
+    return {"value": value, "low": low, "high": high}
+
+
+def _step_record(row: LrRow, previous: float | None) -> dict[str, Any] | None:
+    if row.step is None:
+        return None
+    record = {
+        "from": previous,
+        "d_gain": {**_value(row.step.gain), "significant": row.step.gain.significant},
+        "d_loss": {**_value(row.step.loss), "significant": row.step.loss.significant},
+    }
+    if not row.broken:
+        record["net"] = _value(row.step.net)
+        record["verdict"] = row.step.verdict
+    return record
+
+
+def table_record(table: TradeoffTable) -> dict[str, Any]:
+    """One table as results.json keeps it under "tradeoff" (README, "Reading the report"):
+    every metric, R and L with their intervals per lr, each step with its verdict, the knee."""
+    world, concept, method, stage = table.key
+    knee = table.knee
+    rows = []
+    previous = None
+    for row in table.rows:
+        rows.append(
+            {
+                "lr": row.lr,
+                "status": row.status,
+                "seeds": row.seeds,
+                "metrics": {
+                    name: _value(value, row.intervals.get(name))
+                    for name, value in sorted(row.metrics.items())
+                    if name in METRICS
+                },
+                "gain": _value(row.gain, row.gain_ci),
+                "loss": _value(row.loss, row.loss_ci),
+                "step": _step_record(row, previous),
+                "broken": row.broken,
+                "past_knee": row.past_knee,
+                "knee": row.lr == table.knee_lr(),
+            }
+        )
+        if row.sound:
+            previous = row.lr
+    first = None if knee is None else knee.first_cost
+    sound = table.sound_rows()
+    return {
+        "world": world,
+        "concept": concept,
+        "method": method,
+        "stage": stage,
+        "intervals": {
+            "level": LEVEL,
+            "covers": table.covers,
+            "method": INTERVAL_METHOD,
+            "resamples": RESAMPLES,
+            "rng_seed": RNG_SEED,
+        },
+        "axes": list(table.axes),
+        "knee": {
+            "lr": table.knee_lr(),
+            "verdict": "no knee (every case diverged)" if knee is None else knee.verdict,
+            "tested": bool(knee and knee.tested),
+            "simultaneous_level": None if knee is None else knee.level,
+            "first_cost": None if first is None else sound[first].lr,
+            "text": knee_line(table),
+        },
+        "rows": rows,
+    }
+
+
+def tradeoff_records(cases: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every table of `cases` as results.json keeps it."""
+    return [table_record(table) for table in build_tables(tabulated(cases))]
 
 
 def reference_cells(

@@ -22,7 +22,12 @@ from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.registry import resolve_world
 from ptibench.run.cache import TRAINED_DIR, ResultCache, method_version
 from ptibench.spec import validate_spec
-from ptibench.training.batched import batchable, grid_batching_enabled, lr_group_key, train_batched
+from ptibench.training.batched import (
+    batch_group_key,
+    batchable,
+    grid_batching_enabled,
+    train_batched,
+)
 from ptibench.training.loop import TrainingData, TrainOutcome
 from ptibench.training.methods import get_method
 
@@ -80,13 +85,13 @@ def discard_trained(cache, entry) -> None:
 
 def _grid_lock(cache, specs, world_version: str, method):
 
-    blob = json.dumps([lr_group_key(specs[0]), world_version, method_version(method)])
+    blob = json.dumps([batch_group_key(specs[0]), world_version, method_version(method)])
     name = hashlib.sha256(blob.encode()).hexdigest()[:16]
     return file_lock(cache.root / ".locks" / f"grid-{name}.lock")
 
 
 def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False) -> int:
-    """Train, batched, the inversion cases of `specs` that share everything but lr and have
+    """Train, batched, the inversion cases of `specs` that share everything but lr and seed and have
     neither a cached result nor a trained slot; leave their outcomes in the cache.
 
     Returns how many cases were trained here. Specs that cannot be batched are ignored (the
@@ -102,9 +107,9 @@ def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False) ->
         except PtibenchError:  # the runner reports bad specs itself, one line per case
             continue
         if batchable(spec, method):
-            groups.setdefault(lr_group_key(spec), [])
-            if spec not in groups[lr_group_key(spec)]:
-                groups[lr_group_key(spec)].append(spec)
+            groups.setdefault(batch_group_key(spec), [])
+            if spec not in groups[batch_group_key(spec)]:
+                groups[batch_group_key(spec)].append(spec)
     cache = ResultCache(cache_dir)
     trained = 0
     for group in groups.values():

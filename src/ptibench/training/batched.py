@@ -1,7 +1,9 @@
 """Stage 1 for a whole lr grid in one run: K placeholder vectors trained side by side.
 
-The K cases of a grid differ only in their lr, so they draw the same batches (one BatchStream
-per case, seeded by its spec). One step stacks the K sub-batches into one batch of K*B samples:
+The K cases of a grid differ only in their lr and training seed. Each draws the batches, noise
+and timesteps its own run would draw (one BatchStream per case, seeded by its spec's seed), so
+cases of one seed see the same batches and cases of other seeds their own. One step stacks the
+K sub-batches into one batch of K*B samples:
 the text encoder runs once over every (case, template) row with that case's vector spliced in,
 the UNet runs once over K*B samples, and the loss is the SUM of the K sub-batch means, so the
 gradient reaching vector k is exactly the gradient its own run computes. Each vector has its own
@@ -62,20 +64,22 @@ def batchable(spec, method) -> bool:
     )
 
 
-def lr_group_key(spec) -> str:
-    """Specs with the same group key differ at most in lr (and can share one batched run)."""
-    return spec.with_(lr=0.0).key()
+def batch_group_key(spec) -> str:
+    """Specs with the same group key differ at most in lr and seed (and can share one batched
+    run)."""
+    return spec.with_(lr=0.0, seed=0).key()
 
 
 def train_batched(bundle, concept, data: TrainingData, specs, method, *, progress=False):
-    """Train stage 1 of every spec in `specs` (same everything but lr) in one batched run.
+    """Train stage 1 of every spec in `specs` (same everything but lr and seed) in one batched
+    run.
 
     Returns one TrainOutcome per spec, in order, as `inversion.train` would return it."""
     if not specs:
         return []
     first = specs[0]
-    if any(lr_group_key(s) != lr_group_key(first) for s in specs):
-        raise ValueError("train_batched needs specs that differ only in lr")
+    if any(batch_group_key(s) != batch_group_key(first) for s in specs):
+        raise ValueError("train_batched needs specs that differ only in lr and seed")
     initial = bundle.word_embedding(concept.initializer).to(bundle.device)
     run = _BatchedRun(bundle, data, specs, method, initial)
     bar = progress_bar(first.steps, f"inversion grid x{len(specs)}", progress)

@@ -142,5 +142,14 @@ def train(ctx: StageContext, method, *, full: bool) -> TrainOutcome:
     unet.requires_grad_(False)
     if outcome.status == "ok":
         distance = weight_distance(unet, base) if full else lora_distance(unet)
-        outcome.metrics = {"distance": distance}
+        outcome.metrics = {"distance": distance, "pivot_distance": pivot_distance(ctx)}
     return outcome
+
+
+def pivot_distance(ctx: StageContext) -> float:
+    """||pivot - e0||: how far the pivot that stage 2 started from lies from the initializer's
+    embedding. Stage 2 can make up for a wrong pivot in its samples, so the case records which
+    pivot it started from, and a baseline check sees a pivot that changed."""
+    initial = ctx.bundle.word_embedding(ctx.concept.initializer).to(ctx.bundle.device)
+    pivot = ctx.pivot.to(ctx.bundle.device).reshape(initial.shape)
+    return float((pivot.double() - initial.double()).norm())
