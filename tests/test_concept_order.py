@@ -56,14 +56,14 @@ def _image(shape, colour, background, position, size="large"):
     return render(Attributes(shape, colour, background, position, size), np.random.default_rng(0))
 
 
-def test_oracle_metrics_count_appearance_copies_and_wins():
+def test_study_metrics_count_appearance_copies_and_wins():
     concept = load_concept("yellow-ring")
     probe = leakage.make_probe(concept)
     assert probe.appearance == {"shape": "ring", "colour": "yellow"}
     assert ("black", "left") in probe.contexts and len(probe.contexts) == 5
     prompts = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
-    free = [prompts[i] for i in probe.free_rows]
-    assert free == ["a {}", "a small {}"]
+    free = [i for i in range(len(prompts)) if i not in probe.asking_rows]
+    assert [prompts[i] for i in free] == ["a {}", "a small {}"]
     green = prompts.index("a {} on a green background")
     # every row: a yellow ring copying training context (black, left), except the green-background
     # row which obeys its prompt, and the recon row whose second sample is a red circle elsewhere
@@ -77,18 +77,19 @@ def test_oracle_metrics_count_appearance_copies_and_wins():
             )
         else:
             rows.append([_image("ring", "yellow", "black", "left")] * 2)
-    metrics = leakage.oracle_metrics(
-        probe, np.stack([np.stack(r) for r in rows]), {"context_copy": 0.25, "context_wins": 0.0}
-    )
+    images = np.stack([np.stack(r) for r in rows])
+    metrics = leakage.study_metrics(probe, images, base_wins=0.0)
     assert metrics["appearance_recon"] == 0.5
     assert metrics["appearance_all"] == pytest.approx(1 - 1 / (2 * len(prompts)))
-    assert metrics["context_copy"] == 0.75 and metrics["leakage"] == 0.5
+    copies = [probe.copies(row) for row in leakage.read_rows(images[free])]
+    assert copies == [[True, False], [True, True]]
     # asking rows: "green background" and "at the left" are obeyed by (green|black, left); every
     # other one (the "black background at the center" too) is missed for a training context
     asking = len(probe.asking_rows)
     assert asking == 8
     assert metrics["context_wins"] == pytest.approx((asking - 2) / asking)
     assert metrics["leakage_edit"] == metrics["context_wins"]
+    assert "leakage" not in metrics  # the case metric's, not the study's own
 
 
 def _case(stage, lr, appearance, leakage, distance, status="ok"):

@@ -31,6 +31,7 @@ CHANGES = {
     "eval.sample_steps": {"eval": EvalConfig(sample_steps=10)},
     "eval.guidance_scale": {"eval": EvalConfig(guidance_scale=7.5)},
     "eval.seed": {"eval": EvalConfig(seed=1)},
+    "eval.reconstruction_factor": {"eval": EvalConfig(reconstruction_factor=1)},
 }
 
 

@@ -84,9 +84,9 @@ def test_per_sample_records_average_to_the_stored_metrics(world, tmp_path):
     )
     result = run_case(spec, cache_dir=tmp_path, progress=False)
     records, metrics = result.records, result.metrics
-    assert records["seeds"] == [1234, 1235, 1236]
+    assert records["seeds"] == list(range(1234, 1234 + 12))  # the reconstruction prompt's 4 x 3
     recon = records["reconstruction"]
-    assert len(recon["lpips"]) == len(recon["clip_i"]) == len(recon["appearance"]) == 3
+    assert len(recon["lpips"]) == len(recon["clip_i"]) == len(recon["appearance"]) == 12
     assert np.mean(recon["lpips"]) == pytest.approx(metrics["lpips"], rel=1e-6)
     assert np.mean(recon["clip_i"]) == pytest.approx(metrics["clip_i"], rel=1e-6)
     assert float(np.mean(recon["appearance"])) == metrics["appearance"]
@@ -101,8 +101,15 @@ def test_per_sample_records_average_to_the_stored_metrics(world, tmp_path):
     assert cached.from_cache and cached.records == records
     case = json.loads(json.dumps(case_record(cached, "x")))
     readings = sample_readings(case)
-    assert set(readings) == {"lpips", "clip_i", "appearance", "clip_t", "edit_success"}
+    assert set(readings) == {"lpips", "clip_i", "appearance", "clip_t", "edit_success", "leakage"}
     assert len(readings["clip_t"]) == 27
+    leak = records["leakage"]
+    assert [len(row["copy"]) for row in leak["prompts"]] == [
+        12,
+        3,
+        3,
+    ]  # a {}, a small {}, a large {}
+    assert np.mean(readings["leakage"]) - leak["base"]["share"] == pytest.approx(metrics["leakage"])
 
 
 def test_the_tests_say_what_they_should():

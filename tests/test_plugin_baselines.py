@@ -43,8 +43,8 @@ def test_update_then_pass(pytester):
     assert stored["version"] == 3
     assert stored["summaries"]["1e-02"]
     assert list(stored["entries"]["1e-02"]["0"]) == [
-        "batch_size=4,eval.guidance_scale=4.0,eval.sample_steps=20,eval.samples_per_prompt=8,"
-        "eval.seed=1234,pivot_lr=None,steps=1000"
+        "batch_size=4,eval.guidance_scale=4.0,eval.reconstruction_factor=4,eval.sample_steps=20,"
+        "eval.samples_per_prompt=8,eval.seed=1234,pivot_lr=None,steps=1000"
     ]
     assert entry["metrics"]["lpips"]["direction"] == "lower"
     assert {"versions", "device", "commit", "seed"} <= set(entry["recorded"])

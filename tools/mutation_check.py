@@ -232,6 +232,15 @@ FAULTS: tuple[Fault, ...] = (
         "        return -self.weight * (vector - initial).pow(2).sum()",
         (GUARD_TRAINING,),
     ),
+    Fault(
+        "leakage-without-base",
+        "evaluation/leakage.py",
+        "    return copies.share - base.share",
+        "    return copies.share",
+        ("tests/test_leakage.py::test_copying_every_context_free_sample_leaks_one_less_the_base",),
+        "leakage reads the copy share alone: a concept whose room the base model draws anyway "
+        "looks leaky",
+    ),
 )
 
 

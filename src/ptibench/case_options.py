@@ -15,6 +15,7 @@ from typing import Any
 from ptibench.grids import (
     LrGrid,
     name_text,
+    parse_concepts,
     parse_lr_grid,
     parse_stages,
     positive_float,
@@ -66,9 +67,10 @@ def add_case_options(add: Callable[..., Any], *, eval_every: int | None = None) 
     )
     add(
         "--concept",
-        type=name_text,
+        type=parse_concepts,
         default=DEFAULT_CONCEPT,
-        help=f"concept name or folder (default {DEFAULT_CONCEPT})",
+        help="concept name or folder, a comma list of them, or `all` (every shipped concept); "
+        f"default {DEFAULT_CONCEPT}",
     )
     add(
         "--method",
@@ -108,10 +110,17 @@ def eval_config(options: Any) -> EvalConfig:
     return replace(EvalConfig(), **changes)
 
 
+def concepts(options: Any) -> tuple[str, ...]:
+    """The selected concepts (--concept: one name, or the list parse_concepts made of it)."""
+    value = options.concept
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
 def case_specs(
     options: Any, grid: LrGrid, stages: Iterable[str], seeds: Iterable[int]
 ) -> list[CaseSpec]:
-    """One spec per (stage, lr, seed), in that order; `options` holds add_case_options' values."""
+    """One spec per (concept, stage, lr, seed), in that order; `options` holds
+    add_case_options' values. Each spec names its own concept."""
     evaluation = eval_config(options)
     seeds = list(seeds)
     return [
@@ -119,7 +128,7 @@ def case_specs(
             stage=stage,
             lr=lr,
             world=options.world,
-            concept=options.concept,
+            concept=concept,
             method=options.method,
             steps=options.steps,
             seed=seed,
@@ -127,6 +136,7 @@ def case_specs(
             eval=evaluation,
             eval_every=options.eval_every,
         )
+        for concept in concepts(options)
         for stage in stages
         for lr in grid.for_stage(stage)
         for seed in seeds

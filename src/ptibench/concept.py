@@ -105,14 +105,19 @@ def concept_folder(name_or_folder: str | Path) -> Path:
             raise PtibenchError(f"concept folder {path} does not exist")
         return path
 
-    root = concepts_root()
-    folder = root / text
+    folder = concepts_root() / text
     if not folder.is_dir():
-        known = sorted(p.name for p in root.iterdir() if (p / "concept.json").is_file())
-        raise PtibenchError(
-            f"unknown concept {text!r}: no folder {folder} (known: {', '.join(known) or 'none'})"
-        )
+        known = ", ".join(shipped_concepts()) or "none"
+        raise PtibenchError(f"unknown concept {text!r}: no folder {folder} (known: {known})")
     return folder
+
+
+def shipped_concepts() -> tuple[str, ...]:
+    """The names of the concepts in the fixtures (folders with a concept.json), sorted."""
+    root = concepts_root()
+    if not root.is_dir():
+        return ()
+    return tuple(sorted(p.name for p in root.iterdir() if (p / "concept.json").is_file()))
 
 
 def _read_image(path: Path) -> tuple[np.ndarray, str | None]:

@@ -11,7 +11,11 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ptibench.concept import shipped_concepts
+from ptibench.errors import PtibenchError
 from ptibench.spec import STAGES, lr_key
+
+ALL_CONCEPTS = "all"
 
 # Per stage, sized to the tiny world: inversion distance grows ~ c*lr*steps (c ~ 0.1-0.4) and its
 # reconstruction keeps rising up to lr ~ 1, so the grid spans 1e-3..1; LoRA and full fine-tuning
@@ -127,3 +131,27 @@ def name_text(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty name")
     return text.strip()
+
+
+def parse_concepts(text: str) -> tuple[str, ...]:
+    """argparse type for --concept: a concept name or folder, a comma list of them, or `all`
+    (every concept shipped in the fixtures, by name). Whether each exists is checked later,
+    with the other names (one usage error naming it)."""
+    value = text.strip()
+    if value == ALL_CONCEPTS:
+        try:
+            names = shipped_concepts()
+        except PtibenchError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if not names:
+            raise argparse.ArgumentTypeError("'all': no concepts are shipped in the fixtures")
+        return names
+    items = tuple(item.strip() for item in value.split(","))
+    if not all(items):
+        raise argparse.ArgumentTypeError(f"an empty concept name in {text!r}")
+    if ALL_CONCEPTS in items:
+        raise argparse.ArgumentTypeError(f"'all' stands alone, not in a list ({text!r})")
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"concept {repeated[0]!r} is repeated in {text!r}")
+    return items

@@ -72,6 +72,13 @@ METRICS: dict[str, MetricInfo] = {
             "oracle: share of edit samples showing what the edit prompt asks",
         ),
         MetricInfo(
+            "leakage",
+            "lower",
+            "editability",
+            "oracle: share of samples of context-free prompts that copy a training image's "
+            "background and position, minus the base model's share on the same prompts",
+        ),
+        MetricInfo(
             "distance",
             "higher",
             "distance",
@@ -96,12 +103,31 @@ METRICS: dict[str, MetricInfo] = {
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Sampling settings of the metrics; part of the spec because they change the numbers."""
+    """Sampling settings of the metrics; part of the spec because they change the numbers.
+
+    Every prompt gets `samples_per_prompt` samples but the reconstruction prompt, which gets
+    `reconstruction_factor` times as many: `appearance` and `leakage` are shares of one or a few
+    prompts' samples, and at 32 a share moves by at most 0.09 at one standard error."""
 
     samples_per_prompt: int = 8
     sample_steps: int = 20
     guidance_scale: float = 4.0
     seed: int = 1234
+    reconstruction_factor: int = 4
+
+    @property
+    def reconstruction_samples(self) -> int:
+        return self.samples_per_prompt * self.reconstruction_factor
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EvalConfig:
+        """Settings as stored; a record from before a field existed gets the value its numbers
+        were computed with (LEGACY_EVAL), not today's default."""
+        return cls(**{**LEGACY_EVAL, **data})
+
+
+LEGACY_EVAL: dict[str, Any] = {"reconstruction_factor": 1}
+"""What an evaluation did before these EvalConfig fields existed."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +152,7 @@ class CaseSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CaseSpec:
         data = dict(data)
-        data["eval"] = EvalConfig(**data.get("eval", {}))
+        data["eval"] = EvalConfig.from_dict(data.get("eval", {}))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -197,5 +223,8 @@ def validate_spec(spec: CaseSpec) -> None:
     if spec.eval_every is not None and spec.eval_every < 1:
         raise PtibenchError(f"eval_every must be a positive integer, got {spec.eval_every!r}")
     ev = spec.eval
-    if ev.samples_per_prompt < 1 or ev.sample_steps < 1:
-        raise PtibenchError("eval.samples_per_prompt and eval.sample_steps must be positive")
+    if ev.samples_per_prompt < 1 or ev.sample_steps < 1 or ev.reconstruction_factor < 1:
+        raise PtibenchError(
+            "eval.samples_per_prompt, eval.sample_steps and eval.reconstruction_factor must be "
+            "positive"
+        )

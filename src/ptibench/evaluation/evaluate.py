@@ -1,11 +1,19 @@
 """A case's metrics: reconstruction (lpips, clip_i, denoise_loss, appearance) and editability
-(clip_t, edit_success), from one batched sampling of the reconstruction and edit prompts.
-Images are compared as the uint8 PNGs hold them. Distance metrics come from the stages.
+(clip_t, edit_success, leakage), from one batched sampling of the reconstruction, edit and (on a
+world with an oracle) context-free prompts. Images are compared as the uint8 PNGs hold them.
+Distance metrics come from the stages.
+
+Each prompt is sampled once: the reconstruction prompt `eval.reconstruction_samples` times, every
+other prompt `eval.samples_per_prompt` times; a context-free prompt that is also the
+reconstruction or an edit prompt reuses those samples. Sample j of any prompt has the seed
+`records["seeds"][j]`, in every case.
 
 Beside each aggregate, the readings it averages are kept per sample (`Evaluation.records`:
-the sample seeds, per-sample LPIPS, CLIP-I and CLIP-T, the oracle's reading and hit), taken
-from the same tensors, so two runs can be compared with their spread
-(`ptibench compare`); the aggregates are computed exactly as without them.
+the sample seeds, per-sample LPIPS, CLIP-I and CLIP-T, the oracle's reading and hit, and per
+context-free prompt the copies behind `leakage` with the base model's; `per_sample["leakage"]`
+holds each context-free sample's copy less the base share, whose mean is the metric), taken
+from the same tensors, so the reports can give intervals and two runs can be compared with
+their spread (`ptibench compare`).
 """
 
 from __future__ import annotations
@@ -26,7 +34,14 @@ from ptibench.evaluation.functional import (
     oracle_readings,
     share,
 )
-from ptibench.evaluation.sampling import generate, to_model_range
+from ptibench.evaluation.leakage import (
+    Copies,
+    base_copies,
+    leakage_value,
+    make_probe,
+    sample_counts,
+)
+from ptibench.evaluation.sampling import generate_rows, to_model_range
 from ptibench.models.bundle import ModelBundle
 from ptibench.models.metric_models import MetricModels
 from ptibench.spec import EvalConfig
@@ -38,8 +53,9 @@ ORACLE_ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 class Evaluation:
     metrics: dict[str, float]
     prompts: list[str]
-    images: np.ndarray  # [prompts, samples, H, W, 3] uint8; row 0 = reconstruction prompt
+    images: np.ndarray  # [prompts, samples_per_prompt, H, W, 3] uint8; row 0 = reconstruction
     records: dict[str, Any] = field(default_factory=dict)
+    samples: dict[str, np.ndarray] = field(default_factory=dict)  # every sample, by prompt
 
 
 def _floats(values: torch.Tensor) -> list[float]:
@@ -48,6 +64,18 @@ def _floats(values: torch.Tensor) -> list[float]:
 
 def _reading(reading) -> dict[str, str | None]:
     return {name: getattr(reading, name) for name in ORACLE_ATTRIBUTES}
+
+
+def sample_plan(concept: Concept, config: EvalConfig, context_free: bool) -> dict[str, int]:
+    """Every prompt template to sample, once, with its count: the reconstruction prompt, the edit
+    prompts, then the context-free prompts not among them (when `context_free`)."""
+    counts = {concept.reconstruction_prompt: config.reconstruction_samples}
+    for edit in concept.edit_prompts:
+        counts.setdefault(edit.prompt, config.samples_per_prompt)
+    if context_free:
+        for template, count in sample_counts(concept, config).items():
+            counts.setdefault(template, count)
+    return counts
 
 
 @torch.no_grad()
@@ -63,14 +91,23 @@ def evaluate(
     unet=None,
     oracle: bool = False,
     progress: bool = False,
+    base: Copies | None = None,
 ) -> Evaluation:
-    """Sample the reconstruction prompt and every edit prompt in one batch, then measure."""
+    """Sample every prompt of the case in one batch, then measure. `base`: the base model's
+    context copies (leakage.base_copies; computed here when not given)."""
     unet = unet if unet is not None else bundle.unet
-    templates = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    probe = make_probe(concept) if oracle else None
+    plan = sample_plan(concept, config, probe is not None)
+    templates = list(plan)
     prompts = [concept.with_placeholder(t) for t in templates]
     embeds = bundle.encode(prompts, concept.placeholder, vector)
-    images = generate(bundle, embeds, config, unet=unet, progress=progress)
-    recon = to_model_range(images[0])
+    rows = generate_rows(bundle, embeds, list(plan.values()), config, unet=unet, progress=progress)
+    by_template = dict(zip(templates, rows, strict=True))
+    shown = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    sheet = [concept.with_placeholder(t) for t in shown]
+    per_prompt = config.samples_per_prompt
+    images = np.stack([by_template[t][:per_prompt] for t in shown])
+    recon = to_model_range(by_template[concept.reconstruction_prompt])
     ref = to_model_range(reference)
     lpips_matrix = lpips_pairwise(models, recon, ref)
     clip_matrix = clip_i_pairs(models, recon, ref)
@@ -86,32 +123,63 @@ def evaluate(
     )
     metrics["clip_t"] = mean_of_means(edit_scores)
     reconstruction: dict[str, Any] = {
-        "prompt": prompts[0],
+        "prompt": sheet[0],
         "lpips": _floats(lpips_matrix.mean(1)),
         "clip_i": _floats(clip_matrix.mean(1)),
     }
     edits: list[dict[str, Any]] = [
-        {"prompt": prompts[i + 1], "clip_t": _floats(scores)}
-        for i, scores in enumerate(edit_scores)
+        {"prompt": sheet[i + 1], "clip_t": _floats(scores)} for i, scores in enumerate(edit_scores)
     ]
+    readings: dict[str, list] = {}
+
+    def read(template: str, count: int | None = None) -> list:
+        if template not in readings:
+            readings[template] = oracle_readings(by_template[template])
+        return readings[template][:count]
+
     if oracle and concept.appearance:
         wanted = {k: v for k, v in concept.appearance.items() if k in ("shape", "colour")}
-        readings = oracle_readings(images[0])
-        hits = [reading.matches(wanted) for reading in readings]
+        recon_readings = read(concept.reconstruction_prompt)
+        hits = [reading.matches(wanted) for reading in recon_readings]
         metrics["appearance"] = share(hits)
-        reconstruction.update(appearance=hits, oracle=[_reading(r) for r in readings])
-    expected = [(i, e.expect) for i, e in enumerate(concept.edit_prompts) if e.expect]
+        reconstruction.update(appearance=hits, oracle=[_reading(r) for r in recon_readings])
+    expected = [(i, e) for i, e in enumerate(concept.edit_prompts) if e.expect]
     if oracle and expected:
         shares = []
-        for i, expect in expected:
-            readings = oracle_readings(images[i + 1])
-            hits = [reading.matches(expect) for reading in readings]
+        for i, edit in expected:
+            edit_readings = read(edit.prompt, per_prompt)
+            hits = [reading.matches(edit.expect) for reading in edit_readings]
             shares.append(share(hits))
-            edits[i].update(edit=hits, oracle=[_reading(r) for r in readings])
+            edits[i].update(edit=hits, oracle=[_reading(r) for r in edit_readings])
         metrics["edit_success"] = float(np.mean(shares))
     records = {
-        "seeds": [config.seed + j for j in range(config.samples_per_prompt)],
+        "seeds": [config.seed + j for j in range(max(plan.values()))],
         "reconstruction": reconstruction,
         "edits": edits,
     }
-    return Evaluation(metrics, prompts, images, records)
+    if probe is not None:
+        base = base if base is not None else base_copies(bundle, concept, config, probe)
+        counts = sample_counts(concept, config)
+        copies = Copies(tuple(counts), tuple(tuple(probe.copies(read(t))) for t in counts))
+        if [len(row) for row in base.hits] != [len(row) for row in copies.hits]:
+            raise ValueError("the base model's copies were counted over other samples")
+        metrics["leakage"] = leakage_value(copies, base)
+        # one reading per context-free sample whose mean is the metric (results.intervals)
+        records["per_sample"] = {
+            "leakage": [float(hit) - base.share for row in copies.hits for hit in row]
+        }
+        records["leakage"] = {
+            "value": metrics["leakage"],
+            "share": copies.share,
+            "base": {"share": base.share, **base.to_dict()},
+            "prompts": [
+                {
+                    "prompt": concept.with_placeholder(t),
+                    "copy": list(hits),
+                    "oracle": [_reading(r) for r in read(t)],
+                }
+                for t, hits in zip(counts, copies.hits, strict=True)
+            ],
+        }
+    samples = dict(zip(prompts, rows, strict=True))
+    return Evaluation(metrics, sheet, images, records, samples)

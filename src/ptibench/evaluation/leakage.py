@@ -1,7 +1,17 @@
-"""Context leakage, read by the tiny world's oracle: how often samples of prompts that ask no
-background or position reproduce a training image's (background, position), and how often edit
-prompts that do ask one get a training image's context instead; each over the base model's rate
-with the class noun in place of the placeholder.
+"""Context leakage, read by the tiny world's oracle.
+
+`leakage`, a case metric on the editability side (lower is better): the share of samples of the
+context-free prompts (CONTEXT_FREE_PROMPTS: they name no background and no position) in which the
+oracle reads one of the training images' (background, position) contexts, minus the base model's
+share on the same prompts with the class noun in place of the placeholder, same seeds. The rule
+is a difference, not a ratio: it stays defined when the base model never copies, it reads in the
+unit of the other shares (+0.3 = 30 samples in 100 more than the base model copy a training
+context), and the base model scores 0 by construction. The base share depends on the world, the
+concept and the sampling settings only, so it is computed once for them (`base_copies`).
+
+The concept-order study reads the same numbers at each checkpoint, and adds what only it needs:
+appearance over all prompts and `leakage_edit` (edit prompts that ask a context getting a
+training one instead).
 """
 
 from __future__ import annotations
@@ -11,11 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
-from ptibench.evaluation.sampling import generate
+from ptibench.evaluation.sampling import generate, generate_rows
 from ptibench.world import oracle
 
 CONTEXT_KEYS = ("background", "position")
+
+CONTEXT_FREE_PROMPTS = ("a {}", "a small {}", "a large {}")
+"""Prompts that ask no context, in words the tiny world knows. Its training caption is "a {}";
+the other two are phrased unlike it, so a copy there is not the caption's memory alone."""
 
 
 @dataclass(frozen=True)
@@ -28,13 +43,13 @@ class Probe:
     expects: tuple[dict[str, str] | None, ...]
 
     @property
-    def free_rows(self) -> list[int]:
-        """Rows whose prompt asks neither a background nor a position."""
-        return [i for i, e in enumerate(self.expects) if not (e and _asks_context(e))]
-
-    @property
     def asking_rows(self) -> list[int]:
+        """Rows whose prompt asks a background or a position (what leakage_edit reads)."""
         return [i for i, e in enumerate(self.expects) if e and _asks_context(e)]
+
+    def copies(self, readings: Sequence[Any]) -> list[bool]:
+        """Per reading, whether it shows one of the training images' contexts."""
+        return [(r.background, r.position) in self.contexts for r in readings]
 
 
 def _asks_context(expect: Mapping[str, str]) -> bool:
@@ -57,35 +72,102 @@ def make_probe(concept) -> Probe | None:
     return Probe(appearance, contexts, expects)
 
 
-def _read_rows(images: np.ndarray) -> list[list[Any]]:
+def sample_counts(concept, config) -> dict[str, int]:
+    """Samples per context-free prompt: the reconstruction prompt's count where it is one of them
+    (its samples serve both), `samples_per_prompt` for the others."""
+    return {
+        template: (
+            config.reconstruction_samples
+            if template == concept.reconstruction_prompt
+            else config.samples_per_prompt
+        )
+        for template in CONTEXT_FREE_PROMPTS
+    }
 
+
+@dataclass(frozen=True)
+class Copies:
+    """Per context-free prompt (template, "{}" = the concept), whether each sample copies a
+    training context."""
+
+    templates: tuple[str, ...]
+    hits: tuple[tuple[bool, ...], ...]
+
+    @property
+    def samples(self) -> int:
+        return sum(len(row) for row in self.hits)
+
+    @property
+    def share(self) -> float:
+        """Pooled over the prompts: every sample counts once."""
+        return float(np.mean([hit for row in self.hits for hit in row]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"templates": list(self.templates), "hits": [list(row) for row in self.hits]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Copies:
+        return cls(
+            tuple(data["templates"]), tuple(tuple(bool(h) for h in row) for row in data["hits"])
+        )
+
+
+def leakage_value(copies: Copies, base: Copies) -> float:
+    """The case metric: the copy share over (minus) the base model's."""
+    return copies.share - base.share
+
+
+def read_rows(images: Sequence[np.ndarray]) -> list[list[Any]]:
     return [[oracle.read(image) for image in row] for row in images]
 
 
-def context_rates(probe: Probe, readings: Sequence[Sequence[Any]]) -> dict[str, float]:
-    """context_copy (free rows) and context_wins (asking rows), pooled over samples."""
-    copies = [
-        (r.background, r.position) in probe.contexts for i in probe.free_rows for r in readings[i]
-    ]
+_BASE_CACHE: dict[tuple, Copies] = {}
+
+
+def base_key(bundle, concept, config, probe: Probe) -> tuple:
+    """What the base share depends on: the world, what the concept contributes (class noun,
+    reconstruction prompt, training contexts) and the sampling settings."""
+    return (
+        bundle.version,
+        concept.class_noun,
+        concept.reconstruction_prompt,
+        tuple(sorted(probe.contexts)),
+        config,
+    )
+
+
+def base_copies(bundle, concept, config, probe: Probe) -> Copies:
+    """The base model's copies on the context-free prompts with the class noun, same seeds and
+    counts as a case's; once per process (the run layer also keeps them on disk)."""
+    key = base_key(bundle, concept, config, probe)
+    if key not in _BASE_CACHE:
+        counts = sample_counts(concept, config)
+        with torch.no_grad():
+            embeds = bundle.encode([concept.with_class_noun(t) for t in counts])
+            rows = generate_rows(bundle, embeds, list(counts.values()), config)
+        hits = tuple(tuple(probe.copies(row)) for row in read_rows(rows))
+        _BASE_CACHE[key] = Copies(tuple(counts), hits)
+    return _BASE_CACHE[key]
+
+
+def context_wins(probe: Probe, readings: Mapping[int, Sequence[Any]]) -> float | None:
+    """Asking rows (`readings` by row index): share of samples showing a training context
+    instead of the asked one."""
     wins = [
         (r.background, r.position) in probe.contexts and not r.matches(probe.expects[i])
         for i in probe.asking_rows
         for r in readings[i]
     ]
-    rates = {}
-    if copies:
-        rates["context_copy"] = float(np.mean(copies))
-    if wins:
-        rates["context_wins"] = float(np.mean(wins))
-    return rates
+    return float(np.mean(wins)) if wins else None
 
 
-def oracle_metrics(
-    probe: Probe, images: np.ndarray, base: Mapping[str, float] | None = None
+def study_metrics(
+    probe: Probe, images: np.ndarray, base_wins: float | None = None
 ) -> dict[str, float]:
-    """The concept-order metrics of one evaluation's images [rows, samples, H, W, 3]; `base` holds
-    the base model's context_copy / context_wins on the class-noun prompts (see base_rates)."""
-    readings = _read_rows(images)
+    """What the concept-order study adds to a case's metrics at a checkpoint, from its sample
+    sheet [rows, samples, H, W, 3]: appearance over all / the reconstruction / the edit rows,
+    context_wins and, over the base model's (`base_edit_wins`), leakage_edit."""
+    readings = read_rows(images)
     match = [[r.matches(probe.appearance) for r in row] for row in readings]
     out = {
         "appearance_all": float(np.mean([m for row in match for m in row])),
@@ -93,29 +175,41 @@ def oracle_metrics(
     }
     if len(match) > 1:
         out["appearance_edit"] = float(np.mean([m for row in match[1:] for m in row]))
-    rates = context_rates(probe, readings)
-    out.update(rates)
-    for name, leak in (("context_copy", "leakage"), ("context_wins", "leakage_edit")):
-        if name in rates and base and name in base:
-            out[f"{name}_base"] = base[name]
-            out[leak] = rates[name] - base[name]
+    wins = context_wins(probe, dict(enumerate(readings)))
+    if wins is not None:
+        out["context_wins"] = wins
+        if base_wins is not None:
+            out["context_wins_base"] = base_wins
+            out["leakage_edit"] = wins - base_wins
     return out
 
 
-_BASE_CACHE: dict[tuple, dict[str, float]] = {}
+def leakage_readout(records: Mapping[str, Any]) -> dict[str, float]:
+    """context_copy, context_copy_base and leakage from a case's records (see evaluate)."""
+    record = records.get("leakage")
+    if not record:
+        return {}
+    return {
+        "context_copy": record["share"],
+        "context_copy_base": record["base"]["share"],
+        "leakage": record["value"],
+    }
 
 
-def base_rates(bundle, concept, config, probe: Probe) -> dict[str, float]:
-    """context_copy / context_wins of the base model on the concept's prompts with the class noun
-    instead of the placeholder (same seeds and sampler as the evaluation); once per process."""
+_WINS_CACHE: dict[tuple, float | None] = {}
+
+
+def base_edit_wins(bundle, concept, config, probe: Probe) -> float | None:
+    """context_wins of the base model on the concept's asking prompts with the class noun (same
+    seeds and sampler as the evaluation); once per process."""
     templates = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
-    key = (bundle.version, str(concept.folder), concept.class_noun, tuple(templates), config)
-    if key not in _BASE_CACHE:
-        import torch
-
-
+    rows = probe.asking_rows
+    key = (*base_key(bundle, concept, config, probe), tuple(templates))
+    if key not in _WINS_CACHE:
+        if not rows:
+            return None
         with torch.no_grad():
-            embeds = bundle.encode([concept.with_class_noun(t) for t in templates])
+            embeds = bundle.encode([concept.with_class_noun(templates[i]) for i in rows])
             images = generate(bundle, embeds, config)
-        _BASE_CACHE[key] = context_rates(probe, _read_rows(images))
-    return _BASE_CACHE[key]
+        _WINS_CACHE[key] = context_wins(probe, dict(zip(rows, read_rows(images), strict=True)))
+    return _WINS_CACHE[key]

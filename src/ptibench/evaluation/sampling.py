@@ -3,8 +3,9 @@
 Prompt embeddings are computed once per case (with the learned vector spliced in) and passed to
 the pipeline as prompt_embeds; the unconditional embedding is computed once per process. Sample
 j of every prompt starts from the noise of seed `eval.seed + j` (one generator per image), so
-all prompts and all cases share their starting noise: differences between cases come from the
-models, not from the draw. The scheduler is the pipeline's own (DPM-Solver multistep).
+all prompts and all cases share their starting noise, and a prompt sampled more often (the
+reconstruction prompt) adds samples after the same first ones: differences between cases come
+from the models, not from the draw. The scheduler is the pipeline's own (DPM-Solver multistep).
 """
 
 from __future__ import annotations
@@ -38,9 +39,28 @@ def generate(
     progress: bool = False,
 ) -> np.ndarray:
     """Images for each prompt embedding: uint8 array [P, samples_per_prompt, H, W, 3]."""
-    prompts, per_prompt = len(prompt_embeds), config.samples_per_prompt
-    embeds = prompt_embeds.repeat_interleave(per_prompt, dim=0)
-    seeds = [config.seed + j for _ in range(prompts) for j in range(per_prompt)]
+    counts = [config.samples_per_prompt] * len(prompt_embeds)
+    return np.stack(
+        generate_rows(bundle, prompt_embeds, counts, config, unet=unet, progress=progress)
+    )
+
+
+@torch.no_grad()
+def generate_rows(
+    bundle: ModelBundle,
+    prompt_embeds: torch.Tensor,
+    counts: list[int],
+    config: EvalConfig,
+    *,
+    unet=None,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """counts[i] images of prompt embedding i, as uint8 arrays [counts[i], H, W, 3]. Sample j of
+    every prompt starts from the noise of seed `config.seed + j`, whatever the other counts."""
+    embeds = torch.cat(
+        [e.unsqueeze(0).expand(n, *e.shape) for e, n in zip(prompt_embeds, counts, strict=True)]
+    )
+    seeds = [config.seed + j for n in counts for j in range(n)]
     uncond = bundle.unconditional()
     pipe = bundle.sampling_pipeline(unet)
     pipe.set_progress_bar_config(disable=True)
@@ -63,4 +83,5 @@ def generate(
             )
         out.append(to_uint8(result.images))
     images = np.concatenate(out)
-    return images.reshape(prompts, per_prompt, *images.shape[1:])
+    bounds = np.cumsum([0, *counts])
+    return [images[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]

@@ -87,6 +87,7 @@ KINDS = {
     "entry": ("entry", "entries"),
     "pivot": ("pivot", "pivots"),
     "trained": ("batched-grid slot", "batched-grid slots"),
+    "base": ("base-model share", "base-model shares"),
     "fresh": ("--no-cache run", "--no-cache runs"),
     "staging": ("staging folder", "staging folders"),
     "broken": ("broken entry", "broken entries"),

@@ -10,6 +10,7 @@ import shlex
 
 import pytest
 
+from ptibench.case_options import concepts
 from ptibench.errors import PtibenchError
 from ptibench.grids import parse_lr_grid
 from ptibench.harness.session import PAYLOAD_KEY, SESSION, recorded_context
@@ -34,6 +35,20 @@ def without_options(args: list[str]) -> list[str]:
                 index += 1
             continue
         kept.append(arg)
+    return kept
+
+
+def without_concept(args: list[str]) -> list[str]:
+    """`args` less --concept and its value."""
+    kept: list[str] = []
+    skip = False
+    for arg in args:
+        if skip or arg.startswith("--concept="):
+            skip = False
+            continue
+        skip = arg == "--concept"
+        if not skip:
+            kept.append(arg)
     return kept
 
 
@@ -89,6 +104,8 @@ class CaseRunner:
         args = list(self.config.invocation_params.args)
         if spec is not None:
             args = [*without_options(args), "--lr-grid", spec.lr_id[3:], "--stage", spec.stage]
+            if len(concepts(self.config.option)) > 1:
+                args = [*without_concept(args), "--concept", spec.concept]
         args = [a for a in args if a not in ("--update-baselines", "--force")]
         wanted = ["--update-baselines", "--force"] if force else ["--update-baselines"]
         return "pytest " + shlex.join([*args, *wanted])

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from ptibench.case_options import DEFAULT_STAGES, case_specs
+from ptibench.case_options import DEFAULT_STAGES, case_specs, concepts
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid
@@ -108,9 +108,11 @@ class PluginSession:
             )
 
     def _check_world_and_concept(self) -> None:
-        for option, check in (("--world", resolve_world), ("--concept", load_concept)):
+        checks = [("--world", resolve_world, self.config.option.world)]
+        checks += [("--concept", load_concept, name) for name in concepts(self.config.option)]
+        for option, check, value in checks:
             try:
-                check(getattr(self.config.option, option[2:]))
+                check(value)
             except PtibenchError as error:
                 raise pytest.UsageError(f"{option}: {error}") from None
 
@@ -134,8 +136,14 @@ class PluginSession:
         )
 
     def case_id(self, spec: CaseSpec) -> str:
+        """`inversion-lr=1e-02`; with seeds `-seed=N`; with several concepts the concept first."""
         seeds = self.config.option.seeds
-        return f"{spec.stage}-{spec.lr_id}" + (f"-seed={spec.seed}" if seeds > 1 else "")
+        several = len(concepts(self.config.option)) > 1
+        return (
+            (f"{spec.concept}-" if several else "")
+            + f"{spec.stage}-{spec.lr_id}"
+            + (f"-seed={spec.seed}" if seeds > 1 else "")
+        )
 
     def order_items(self, items: list) -> None:
         """Mark the case items; without --lr-grid deselect them, else put them in

@@ -47,8 +47,9 @@ survives `--update-baselines`:
 - `lpips` (lower, one-sided): abs 0.03, rel 0.10 — a mean over pairs of few samples.
 - `clip_i`, `clip_t` (higher, one-sided): abs 0.02, rel 0.03 — cosines move in the 2nd decimal.
 - `denoise_loss` (lower, one-sided): abs 0.002, rel 0.05 — fixed noise and timesteps: stable.
-- `appearance`, `edit_success` (higher, one-sided shares): abs = two binomial standard deviations
-  at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25]; rel 0.
+- `appearance`, `edit_success` (higher), `leakage` (lower; one-sided shares): abs = two binomial
+  standard deviations at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25];
+  rel 0.
 - `distance`, `pivot_distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training
   moves, or in the pivot stage 2 starts from, is a change in the method even when the metrics
   look fine.
@@ -75,7 +76,7 @@ from typing import Any
 from ptibench import io
 from ptibench.errors import PtibenchError
 from ptibench.results.tables import render_text
-from ptibench.spec import CaseResult, CaseSpec, lr_key
+from ptibench.spec import METRICS, CaseResult, CaseSpec, lr_key
 
 IDENTITY_FIELDS = ("world", "concept", "method", "stage", "lr", "seed")
 """Spec fields that place an entry (its file, lr and seed keys) rather than name its settings."""
@@ -85,7 +86,7 @@ VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("higher", "lower", "both")
 STATUSES = ("ok", "diverged")
-SHARE_METRICS = ("appearance", "edit_success")
+SHARE_METRICS = ("appearance", "edit_success", "leakage")
 # Spec fields that leave the final metrics unchanged (checkpointed evaluation is tested to end
 # bitwise-identical to a plain run), so a baseline recorded without them still applies.
 SETTINGS_WITHOUT_EFFECT = ("eval_every",)
@@ -122,7 +123,7 @@ def default_tolerance(metric: str, samples_per_prompt: int = 8) -> Tolerance:
     """The documented default for `metric` (shares depend on how many samples they count)."""
     if metric in SHARE_METRICS:
         sd = math.sqrt(0.25 / max(samples_per_prompt, 1))
-        return Tolerance(min(0.25, max(0.05, round(2 * sd, 3))), 0.0, "higher")
+        return Tolerance(min(0.25, max(0.05, round(2 * sd, 3))), 0.0, METRICS[metric].direction)
     abs_tol, rel_tol, direction = _FIXED_TOLERANCES.get(metric, _OTHER_TOLERANCE)
     return Tolerance(abs_tol, rel_tol, direction)
 

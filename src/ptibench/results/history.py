@@ -28,7 +28,7 @@ from ptibench.spec import METRICS, lr_key
 RUNS_DIR = "runs"
 RUN_NAME = re.compile(r"(?P<number>\d{4,})_(?P<commit>[0-9A-Za-z.-]+)")
 
-SHARES = ("appearance", "edit_success")
+SHARES = ("appearance", "edit_success", "leakage")
 PER_SAMPLE = ("lpips", "clip_i", "clip_t", *SHARES)
 
 
@@ -117,6 +117,11 @@ def sample_readings(case: Mapping[str, Any]) -> dict[str, list]:
     hits = [hit for edit in edits for hit in edit.get("edit", [])]
     if hits:
         readings["edit_success"] = hits
+    copies = [
+        hit for row in (records.get("leakage") or {}).get("prompts", []) for hit in row["copy"]
+    ]
+    if copies:  # leakage = their share less a base share that both runs share
+        readings["leakage"] = copies
     return readings
 
 

@@ -63,6 +63,9 @@ FRESH_DIR = "fresh"
 PIVOTS_DIR = "pivots"
 TRAINED_DIR = "trained"
 """Stage-1 grid outcomes a batched run left for the runner (ptibench.run.pretrain)."""
+BASE_DIR = "base"
+"""The base model's context copies per world, concept and sampling settings (the `leakage`
+metric's reference), computed once and read by every case that shares them."""
 
 
 def default_cache_dir() -> Path:
@@ -135,6 +138,24 @@ class ResultCache:
     def lock(self, entry: Entry):
         return file_lock(entry.lock_path)
 
+    def base_path(self, spec: CaseSpec, world_version: str) -> Path:
+        """Where the base model's context copies for `spec`'s world, concept and evaluation
+        settings are kept: the name covers them, the concept folder's content and the code."""
+        blob = "|".join(
+            (
+                spec.world,
+                world_version,
+                tree_digest(concept_folder(spec.concept)),
+                repr(spec.eval),
+                code_version(),
+            )
+        )
+        key = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self.root / BASE_DIR / f"{key}-{world_version}-{code_version()}.json"
+
+    def base_lock(self, path: Path):
+        return file_lock(self.root / ".locks" / f"base-{path.stem}.lock")
+
     def load(self, entry: Entry) -> CaseResult | None:
         """The cached result, or None; an unreadable entry counts as absent (and is recomputed),
         and so does one whose stored spec is not the spec the entry was asked for (a key
@@ -182,6 +203,7 @@ ENTRY_NAME = re.compile(
     r"(?P<case>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<method>[0-9a-f]{8})"
     r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?"
 )
+BASE_NAME = re.compile(r"(?P<key>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<code>[0-9a-f]{8})\.json")
 
 
 def fresh_cache_dir(root: Path | None = None) -> Path:
@@ -197,7 +219,7 @@ def fresh_cache_dir(root: Path | None = None) -> Path:
 class CacheItem:
     """One thing a cache folder holds, as `ptibench cache list` shows it."""
 
-    kind: str  # entry, pivot, trained, fresh, staging, broken
+    kind: str  # entry, pivot, trained, base, fresh, staging, broken
     path: Path
     current: bool  # made by this code and these libraries (or, for a fresh run, still recent)
     size: int
@@ -243,6 +265,10 @@ def inventory(root: Path, recent_s: float = 3600.0) -> list[CacheItem]:
         for path in sorted((root / folder).glob("*")):
             if path.is_dir() and ENTRY_NAME.fullmatch(path.name):
                 add(kind, path, _code_is_current(path.name))
+    for path in sorted((root / BASE_DIR).glob("*.json")):
+        match = BASE_NAME.fullmatch(path.name)
+        if match:
+            add("base", path, match["code"] == code_version())
     for kind, folder in (("fresh", FRESH_DIR), ("staging", ".staging")):
         for path in sorted((root / folder).glob("*")):
             add(kind, path, now - path.stat().st_mtime < recent_s)

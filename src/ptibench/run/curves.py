@@ -2,7 +2,8 @@
 
 Evaluation draws no random numbers from training's streams, so the trained embedding / weights
 and the final metrics are bitwise those of the plain run. Each point holds the case metrics,
-the leakage readings (ptibench.evaluation.leakage) on worlds with an oracle, and `distance`.
+the leakage readings (ptibench.evaluation.leakage: the case metric `leakage` with its copy shares,
+and the study's own appearance and leakage_edit) on worlds with an oracle, and `distance`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,12 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from ptibench.evaluation.leakage import base_rates, make_probe, oracle_metrics
+from ptibench.evaluation.leakage import (
+    base_edit_wins,
+    leakage_readout,
+    make_probe,
+    study_metrics,
+)
 from ptibench.training.finetune import lora_distance, weight_distance
 
 _START_CACHE: dict[tuple, dict[str, Any]] = {}
@@ -31,15 +37,20 @@ class Tracker:
         self.start: dict[str, Any] | None = None
         self._base_params: dict | None = None
 
-    def _base(self) -> dict[str, float] | None:
+    def oracle_point(self, evaluation) -> dict[str, float]:
+        """The study's readings of one evaluation: the case's own leakage with its copy shares,
+        and what only the study reads (appearance over all prompts, leakage_edit)."""
         if self.probe is None:
-            return None
-        return base_rates(self.bundle, self.concept, self.spec.eval, self.probe)
+            return {}
+        wins = base_edit_wins(self.bundle, self.concept, self.spec.eval, self.probe)
+        return {
+            **study_metrics(self.probe, evaluation.images, wins),
+            **leakage_readout(evaluation.records),
+        }
 
     def point(self, evaluation, vector, unet) -> dict[str, float]:
         metrics = dict(evaluation.metrics)
-        if self.probe is not None:
-            metrics.update(oracle_metrics(self.probe, evaluation.images, self._base()))
+        metrics.update(self.oracle_point(evaluation))
         distance = self.distance(vector, unet)
         if distance is not None:
             metrics["distance"] = distance
@@ -89,8 +100,7 @@ class Tracker:
         curves = ([self.start] if self.start else []) + list(outcome.curves)
         if evaluation is not None:
             metrics = dict(evaluation.metrics)
-            if self.probe is not None:
-                metrics.update(oracle_metrics(self.probe, evaluation.images, self._base()))
+            metrics.update(self.oracle_point(evaluation))
             metrics.update(outcome.metrics)
             loss = outcome.losses[-1] if outcome.losses else None
             curves.append({"step": self.spec.steps, "loss": loss, **metrics})

@@ -23,8 +23,9 @@ import torch
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.evaluation.evaluate import evaluate
+from ptibench.evaluation.leakage import Copies, base_copies, make_probe
 from ptibench.evaluation.sample_sheet import labelled_grid
-from ptibench.io import atomic_copy, atomic_write_json, ensure_dir
+from ptibench.io import atomic_copy, atomic_write_json, ensure_dir, read_json
 from ptibench.models.artifacts import save_embedding, save_learned_embeds, save_lora
 from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.metric_models import load_metric_models
@@ -88,6 +89,7 @@ class CaseRun:
     progress: bool
     entry: Any = None
     timings: dict[str, float] = field(default_factory=dict)
+    base: Copies | None = None
 
     def execute(self) -> CaseResult:
         clock = time.perf_counter()
@@ -135,7 +137,24 @@ class CaseRun:
             unet=unet,
             oracle=self.world.oracle,
             progress=show,
+            base=self.leakage_base(),
         )
+
+    def leakage_base(self) -> Copies | None:
+        """The base model's context copies (leakage's reference) for this world, concept and
+        evaluation settings: read from the cache, or computed once under a lock and kept there,
+        so the cases that share them never sample the base model again."""
+        probe = make_probe(self.concept) if self.world.oracle else None
+        if probe is None or self.base is not None:
+            return self.base
+        path = self.cache.base_path(self.spec, self.version)
+        with self.cache.base_lock(path):
+            try:
+                self.base = Copies.from_dict(read_json(path))
+            except (PtibenchError, KeyError, TypeError, ValueError):
+                self.base = base_copies(self.bundle, self.concept, self.spec.eval, probe)
+                atomic_write_json(path, self.base.to_dict())
+        return self.base
 
     def train(self, tracker) -> TrainOutcome:
         """The pivot (stage 2), the curve's start, then the stage: trained here, or the share a

@@ -1,10 +1,13 @@
 """The tiny world's novel concepts, written as ordinary concept folders (images + concept.json).
 
-Both concepts are absent from the training captions: `yellow-ring` is a held-out shape x colour
-pair (inversion can reach it by composing known words), `green-star` is a shape the model never
-saw (inversion can only approximate it; fine-tuning has to teach it). Every image puts the object
-at its own position on its own background, so a model that copies a training image's context
-instead of following the prompt is caught by the oracle.
+`yellow-ring` is a held-out shape x colour pair (inversion can reach it by composing known
+words), `green-star` a shape the model never saw (inversion can only approximate it; fine-tuning
+has to teach it). Each of their images puts the object at its own position on its own
+background, so a model that copies a training image's context instead of following the prompt
+is caught by the oracle. `red-square-one-room` is shot the way real photo sets are: all five
+images in one room (a yellow background), four of them at the right, so nothing in the images
+tells the object from its context; the world knows red squares, so what it has to learn is the
+context it must not keep. No edit prompt asks for its background or its usual position.
 """
 
 from __future__ import annotations
@@ -59,6 +62,19 @@ CONCEPTS = {
         "initializer": "cross",
         "class_noun": "star",
     },
+    "red-square-one-room": {
+        "shape": "square",
+        "colour": "red",
+        "initializer": "square",
+        "class_noun": "square",
+        "contexts": [
+            ("yellow", "right"),
+            ("yellow", "right"),
+            ("yellow", "right"),
+            ("yellow", "center"),
+            ("yellow", "right"),
+        ],
+    },
 }
 
 
@@ -69,7 +85,7 @@ def write_concept(out: Path, name: str, seed: int = 0) -> Path:
         out / name,
         shape=spec["shape"],
         colour=spec["colour"],
-        contexts=CONTEXTS,
+        contexts=spec.get("contexts", CONTEXTS),
         initializer=spec["initializer"],
         class_noun=spec["class_noun"],
         name=name,
