@@ -92,6 +92,13 @@ METRICS: dict[str, MetricInfo] = {
         ),
         MetricInfo("final_loss", "lower", "diagnostic", "training loss, mean of the last 50 steps"),
         MetricInfo(
+            "edit_identity",
+            "higher",
+            "diagnostic",
+            "oracle: share of edit samples still showing the concept's shape and colour (bar "
+            "what the edit changes)",
+        ),
+        MetricInfo(
             "pivot_distance",
             "higher",
             "diagnostic",

@@ -66,6 +66,23 @@ def _reading(reading) -> dict[str, str | None]:
     return {name: getattr(reading, name) for name in ORACLE_ATTRIBUTES}
 
 
+def _edit_identity(concept: Concept, read, per_prompt: int, edits: list[dict]) -> list[float]:
+    """Per edit sample, 1.0 when it still shows the concept's shape and colour, except what
+    its edit asks to change (a 'blue {}' keeps the shape only): an edit of someone else's
+    ring is not an edit of the concept. Edit prompts that change every appearance attribute
+    are left out; the list's mean is the metric."""
+    appearance = {k: v for k, v in concept.appearance.items() if k in ("shape", "colour")}
+    kept: list[float] = []
+    for i, edit in enumerate(concept.edit_prompts):
+        wanted = {k: v for k, v in appearance.items() if k not in (edit.expect or {})}
+        if not wanted:
+            continue
+        hits = [reading.matches(wanted) for reading in read(edit.prompt, per_prompt)]
+        edits[i]["identity"] = hits
+        kept += [float(hit) for hit in hits]
+    return kept
+
+
 def sample_plan(concept: Concept, config: EvalConfig, context_free: bool) -> dict[str, int]:
     """Every prompt template to sample, once, with its count: the reconstruction prompt, the edit
     prompts, then the context-free prompts not among them (when `context_free`)."""
@@ -157,6 +174,11 @@ def evaluate(
         "reconstruction": reconstruction,
         "edits": edits,
     }
+    if oracle and concept.appearance:
+        identity = _edit_identity(concept, read, per_prompt, edits)
+        if identity:
+            metrics["edit_identity"] = float(np.mean(identity))
+            records.setdefault("per_sample", {})["edit_identity"] = identity
     if probe is not None:
         base = base if base is not None else base_copies(bundle, concept, config, probe)
         counts = sample_counts(concept, config)

@@ -47,9 +47,9 @@ survives `--update-baselines`:
 - `lpips` (lower, one-sided): abs 0.03, rel 0.10 — a mean over pairs of few samples.
 - `clip_i`, `clip_t` (higher, one-sided): abs 0.02, rel 0.03 — cosines move in the 2nd decimal.
 - `denoise_loss` (lower, one-sided): abs 0.002, rel 0.05 — fixed noise and timesteps: stable.
-- `appearance`, `edit_success` (higher), `leakage` (lower; one-sided shares): abs = two binomial
-  standard deviations at p = 0.5 over `samples_per_prompt` samples, clipped to [0.05, 0.25];
-  rel 0.
+- `appearance`, `edit_success`, `edit_identity` (higher), `leakage` (lower; one-sided shares):
+  abs = two binomial standard deviations at p = 0.5 over `samples_per_prompt` samples, clipped
+  to [0.05, 0.25]; rel 0.
 - `distance`, `pivot_distance` (two-sided): abs 1e-3, rel 0.10 — a drift in how far training
   moves, or in the pivot stage 2 starts from, is a change in the method even when the metrics
   look fine.
@@ -86,7 +86,7 @@ VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
 DIRECTIONS = ("higher", "lower", "both")
 STATUSES = ("ok", "diverged")
-SHARE_METRICS = ("appearance", "edit_success", "leakage")
+SHARE_METRICS = ("appearance", "edit_success", "edit_identity", "leakage")
 # Spec fields that leave the final metrics unchanged (checkpointed evaluation is tested to end
 # bitwise-identical to a plain run), so a baseline recorded without them still applies.
 SETTINGS_WITHOUT_EFFECT = ("eval_every",)
