@@ -183,7 +183,8 @@ def plan_work(specs: list[CaseSpec], cache: ResultCache) -> Plan:
             pivot = cache.pivot_path(pivot_spec(spec), version, method)
             name = pivot.relative_to(cache.root).as_posix()
             if pivot.is_file():
-                cases.append(Unit("case", entry.name, (spec,), world, given=_files(cache, pivot)))
+                given = {name: pivot.read_bytes()}
+                cases.append(Unit("case", entry.name, (spec,), world, given=given))
             else:
                 pivots.setdefault(name, Unit("pivot", name, (spec,), world))
                 cases.append(Unit("case", entry.name, (spec,), world, needs=(name,)))
@@ -208,6 +209,25 @@ def plan_work(specs: list[CaseSpec], cache: ResultCache) -> Plan:
     cases.sort(key=lambda unit: order[unit.specs[0]])
     plan.units = [*grid_units, *pivots.values(), *cases]
     return plan
+
+
+def task_request(world, nodes: list[dict], cpus_per_task: int, where: str) -> dict[str, Any]:
+    """What a task asks Ray for: one GPU where the world may use one and the cluster's nodes
+    (their resources) have GPUs, with `cpus_per_task` CPUs. A request that no node can meet is
+    an error now, not a task that waits forever."""
+    gpus = max((node.get("GPU", 0) for node in nodes), default=0)
+    cpus = max((node.get("CPU", 0) for node in nodes), default=0)
+    device = (getattr(world, "device", None) or "").split(":")[0]
+    if device == "cuda" and not gpus:
+        raise PtibenchError(f"world {world.name} runs on CUDA but {where} has no GPU")
+    if cpus < cpus_per_task:
+        raise PtibenchError(
+            f"no node of {where} has {cpus_per_task} CPU(s) for a task (the largest has {cpus:g})"
+        )
+    request: dict[str, Any] = {"num_cpus": cpus_per_task}
+    if device != "cpu" and gpus:
+        request["num_gpus"] = 1
+    return request
 
 
 def on_node(task: Callable[..., Parcel], *args: Any) -> Parcel:
@@ -289,25 +309,6 @@ class RayExecutor:
         self._where = "a local cluster" if local else f"the cluster at {self.address}"
         return ray
 
-    def resources(self, world) -> dict[str, Any]:
-        """A task's request: one GPU where the world may use one and the cluster has GPUs,
-        else CPU slots. A request no node can meet is an error now, not a hang."""
-        nodes = [n["Resources"] for n in self._ray.nodes() if n.get("Alive")]
-        gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-        cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-        device = (getattr(world, "device", None) or "").split(":")[0]
-        if device == "cuda" and not gpus:
-            raise PtibenchError(f"world {world.name} runs on CUDA but {self._where} has no GPU")
-        if cpus < self.cpus_per_task:
-            raise PtibenchError(
-                f"no node of {self._where} has {self.cpus_per_task} CPU(s) for a task "
-                f"(the largest has {cpus:g})"
-            )
-        request: dict[str, Any] = {"num_cpus": self.cpus_per_task}
-        if device != "cpu" and gpus:
-            request["num_gpus"] = 1
-        return request
-
     # --- submitting
 
     def start(self, specs: list[CaseSpec], *, cache_dir: Path | None = None) -> Plan:
@@ -322,7 +323,11 @@ class RayExecutor:
             self._event(self.submission_line())
             return plan
         ray = self.connect()
-        requests = {id(unit.world): self.resources(unit.world) for unit in plan.units}
+        nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+        requests = {
+            id(unit.world): task_request(unit.world, nodes, self.cpus_per_task, self._where)
+            for unit in plan.units
+        }
         setup = ray.put(Setup.here(list(plan.entries), self.cpus_per_task))
         remote = ray.remote(on_node)
         for unit in plan.units:
