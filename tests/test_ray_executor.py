@@ -19,6 +19,8 @@ import importlib.util
 import json
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -184,6 +186,57 @@ def test_a_killed_task_fails_its_case_in_one_line_and_a_rerun_finishes_only_it(
         ("finetune", 1e-3): True,
         ("finetune", 1e-2): False,
     }, "the rerun trains only the killed case (its pivot came from the cache)"
+    assert not loopback_only.exists(), loopback_only.read_text()
+
+
+def _entries(cache: Path) -> dict[float, Path]:
+    found = {}
+    for path in cache.glob("*/result.json") if cache.is_dir() else ():
+        found[json.loads(path.read_text())["spec"]["lr"]] = path.parent
+    return found
+
+
+@needs_ray
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the stalled case holds one CPU")
+def test_ctrl_c_keeps_what_arrived_and_a_rerun_computes_only_the_rest(
+    pytester, world, loopback_only
+):
+    """The first case stalls; the second finishes meanwhile and is in the cache before its
+    test item runs (results are imported as they arrive). Ctrl-C then stops the session and
+    its local cluster; the rerun computes only the stalled case."""
+    common = [
+        *grid_args(world, "finetune"),
+        *("--ptibench-cache", "cache", "--executor", "ray", "--ray-address", "local"),
+    ]
+    fault = Path(os.environ[FAULT_FILE])
+    fault.write_text("stall@1e-3")
+    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *common, "--ptibench-out"]
+    session = pytester.popen([*args, "first"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        cache = pytester.path / "cache"
+        while not (1e-2 in _entries(cache) and fault.read_text().startswith("stalled")):
+            assert session.poll() is None and time.monotonic() < deadline, "no case arrived"
+            time.sleep(0.2)
+        assert list(_entries(cache)) == [1e-2], "the second case is in, the first still runs"
+        session.send_signal(signal.SIGINT)
+        out, err = session.communicate(timeout=120)
+    finally:
+        if session.poll() is None:
+            session.kill()
+    output = out.decode() + err.decode()
+    assert session.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output and "Traceback" not in output
+    assert list(_entries(cache)) == [1e-2]
+
+    rerun = run(pytester, *common, "--ptibench-out", "second", subprocess=True)
+    rerun.assert_outcomes(passed=2)
+    rerun.stdout.fnmatch_lines(["*ray: 1 task submitted to a local cluster (1 case), 1 case*"])
+    finished = cases(pytester.path / "second")
+    assert {key: c["from_cache"] for key, c in finished.items()} == {
+        ("finetune", 1e-3): False,
+        ("finetune", 1e-2): True,
+    }
     assert not loopback_only.exists(), loopback_only.read_text()
 
 
