@@ -439,7 +439,8 @@ class RayExecutor:
         prefix = entry.name + "/"
         files = {k[len(prefix) :]: v for k, v in parcel.files.items() if k.startswith(prefix)}
         if RESULT_FILE not in files:
-            self._fail(unit, None, "its task returned no result for it")
+            elsewhere = any(name.endswith("/" + RESULT_FILE) for name in parcel.files)
+            self._fail(unit, None, _other_key(parcel) if elsewhere else "its task returned nothing")
             return
         staging = cache.staging(entry)
         try:
@@ -545,6 +546,14 @@ def _other_code(parcel: Parcel) -> str:
         f"node {parcel.host} computes with other code or libraries than this controller "
         f"(code version {parcel.code_version}, here {code_version()}): install the same "
         "ptibench and the same torch, diffusers, transformers and peft on every node"
+    )
+
+
+def _other_key(parcel: Parcel) -> str:
+    return (
+        f"node {parcel.host} computed it under another cache key: its copy of the world's "
+        "files or of the concept folder differs from this controller's (give every node the "
+        "same files at the same paths)"
     )
 
 
