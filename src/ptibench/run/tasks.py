@@ -94,14 +94,16 @@ class Setup:
                 register_world(name, lambda config=config: config)
 
 
-def pack(root: Path, given: set[str] = frozenset()) -> dict[str, bytes]:
-    """Every file under `root` but the scratch-only folders and the `given` inputs."""
+def pack(root: Path, given: frozenset[str] = frozenset()) -> dict[str, bytes]:
+    """Every file under `root` but the scratch-only folders, lock files and the `given`
+    inputs."""
     files = {}
     for path in sorted(Path(root).rglob("*")):
         relative = path.relative_to(root).as_posix()
-        if path.is_file() and relative.split("/", 1)[0] not in SCRATCH_ONLY:
-            if relative not in given:
-                files[relative] = path.read_bytes()
+        if not path.is_file() or relative in given or path.suffix == ".lock":
+            continue
+        if relative.split("/", 1)[0] not in SCRATCH_ONLY:
+            files[relative] = path.read_bytes()
     return files
 
 
@@ -122,7 +124,7 @@ def _in_scratch(setup: Setup, inputs: tuple[Parcel, ...], work) -> Parcel:
             given.update(parcel.files)
         unpack(given, root)
         work(root)
-        files = pack(root, set(given))
+        files = pack(root, frozenset(given))
     return Parcel(files, socket.gethostname(), time.perf_counter() - started, code_version())
 
 
