@@ -56,16 +56,20 @@ needs_ray = pytest.mark.skipif(
 # Ray reads these when it is imported: its clusters in this process listen on 127.0.0.1 only
 os.environ.setdefault(LOOPBACK_ENV, "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if importlib.util.find_spec("ray") is not None:
+    # imported before pytester snapshots sys.modules: a test's inline session would otherwise
+    # import Ray's C extensions anew, which crashes the process (see test_plugin_support)
+    import ray.cluster_utils  # noqa: F401
 
 register_method(Flaky)
 
 
 @pytest.fixture
-def loopback_only(pytester, monkeypatch, tmp_path):
+def guarded(monkeypatch, tmp_path):
     """Ray's processes (and pytest subprocesses) import ptibench from src/ and the doubles from
     tests/, and may connect to 127.0.0.0/8 and nowhere else: every other attempt is refused
-    and logged. Ray's dashboard probes cloud metadata addresses when it starts; a dead proxy on
-    loopback keeps those requests on 127.0.0.1 too."""
+    and logged (the log's path is returned). Ray's dashboard probes cloud metadata addresses
+    when it starts; a dead proxy on loopback keeps those requests on 127.0.0.1 too."""
     subprocess_pythonpath(monkeypatch)
     site = tmp_path / "site"
     site.mkdir()
@@ -81,13 +85,19 @@ def loopback_only(pytester, monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv(FAULT_FILE, str(tmp_path / "fault"))
+    return log
+
+
+@pytest.fixture
+def loopback_only(pytester, guarded):
+    """`guarded`, and a benchmark project that knows `pti-flaky`."""
     pytester.makeconftest(
         "from ray_doubles import Flaky\n"
         "from ptibench.training.methods import register_method\n"
         "register_method(Flaky)\n"
     )
     pytester.makepyfile(test_lr_grid=BENCHMARK_TEST)
-    return log
+    return guarded
 
 
 def cases(folder: Path) -> dict[tuple, dict]:
@@ -196,18 +206,9 @@ def _entries(cache: Path) -> dict[float, Path]:
     return found
 
 
-@needs_ray
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the stalled case holds one CPU")
-def test_ctrl_c_keeps_what_arrived_and_a_rerun_computes_only_the_rest(
-    pytester, world, loopback_only
-):
-    """The first case stalls; the second finishes meanwhile and is in the cache before its
-    test item runs (results are imported as they arrive). Ctrl-C then stops the session and
-    its local cluster; the rerun computes only the stalled case."""
-    common = [
-        *grid_args(world, "finetune"),
-        *("--ptibench-cache", "cache", "--executor", "ray", "--ray-address", "local"),
-    ]
+def _stop_mid_grid(pytester, common: list[str], how: signal.Signals) -> tuple[int, str]:
+    """Start a session whose first case stalls; once the second case is in the cache (before
+    its test item runs: results are imported as they arrive), send `how`."""
     fault = Path(os.environ[FAULT_FILE])
     fault.write_text("stall@1e-3")
     args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *common, "--ptibench-out"]
@@ -219,15 +220,29 @@ def test_ctrl_c_keeps_what_arrived_and_a_rerun_computes_only_the_rest(
             assert session.poll() is None and time.monotonic() < deadline, "no case arrived"
             time.sleep(0.2)
         assert list(_entries(cache)) == [1e-2], "the second case is in, the first still runs"
-        session.send_signal(signal.SIGINT)
+        session.send_signal(how)
         out, err = session.communicate(timeout=120)
     finally:
         if session.poll() is None:
             session.kill()
-    output = out.decode() + err.decode()
-    assert session.returncode == pytest.ExitCode.INTERRUPTED, output
-    assert "KeyboardInterrupt" in output and "Traceback" not in output
     assert list(_entries(cache)) == [1e-2]
+    return session.returncode, out.decode() + err.decode()
+
+
+@needs_ray
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the stalled case holds one CPU")
+def test_ctrl_c_keeps_what_arrived_and_a_rerun_computes_only_the_rest(
+    pytester, world, loopback_only
+):
+    """Ctrl-C stops the session and its local cluster; the case that had arrived stays in the
+    cache and the rerun computes only the stalled one."""
+    common = [
+        *grid_args(world, "finetune"),
+        *("--ptibench-cache", "cache", "--executor", "ray", "--ray-address", "local"),
+    ]
+    status, output = _stop_mid_grid(pytester, common, signal.SIGINT)
+    assert status == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output and "Traceback" not in output
 
     rerun = run(pytester, *common, "--ptibench-out", "second", subprocess=True)
     rerun.assert_outcomes(passed=2)
@@ -238,6 +253,29 @@ def test_ctrl_c_keeps_what_arrived_and_a_rerun_computes_only_the_rest(
         ("finetune", 1e-2): True,
     }
     assert not loopback_only.exists(), loopback_only.read_text()
+
+
+@needs_ray
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the stalled case holds one CPU")
+def test_sigterm_ends_the_session_with_its_reports_and_one_line_per_missing_case(
+    pytester, world, loopback_only
+):
+    """SIGTERM (what Slurm sends at a time limit): the stalled case fails with one line, the
+    one that arrived passes, the reports are written and the exit status is 1, not an abort."""
+    common = [
+        *grid_args(world, "finetune"),
+        *("--ptibench-cache", "cache", "--executor", "ray", "--ray-address", "local"),
+    ]
+    status, output = _stop_mid_grid(pytester, common, signal.SIGTERM)
+    assert status == pytest.ExitCode.TESTS_FAILED, output
+    lines = [line for line in output.splitlines() if line.startswith("ptibench: error:")]
+    assert lines == [
+        "ptibench: error: finetune lr=1e-03 seed 0 (pti-flaky): the controller was terminated "
+        "before it arrived; rerun to resume from the cache"
+    ], output
+    assert "Traceback" not in output
+    assert list(cases(pytester.path / "first")) == [("finetune", 1e-2)]
+    assert (pytester.path / "first" / "tradeoff.md").is_file()
 
 
 def _remove_the_stalled_node(cluster, fault: Path, removed: list[str]) -> None:
@@ -258,9 +296,10 @@ def _remove_the_stalled_node(cluster, fault: Path, removed: list[str]) -> None:
 def test_a_node_lost_mid_case_is_retried_elsewhere_with_one_cache_entry(
     pytester, world, loopback_only
 ):
-    """A head and two one-CPU nodes (ray.cluster_utils); the node running finetune lr=1e-2 is
-    removed while the case trains. Ray reruns the task on the other node and the session
-    passes with the serial run's table and one cache entry for the case."""
+    """A head and two one-CPU nodes (ray.cluster_utils, in this process); the controller, a
+    pytest subprocess, joins it by HOST:PORT. The node running finetune lr=1e-2 is removed
+    while the case trains: Ray reruns the task on the other node and the session passes with
+    the serial run's table and one cache entry for the case."""
     from ray.cluster_utils import Cluster
 
     common = grid_args(world, "finetune")
@@ -283,7 +322,7 @@ def test_a_node_lost_mid_case_is_retried_elsewhere_with_one_cache_entry(
         started = time.monotonic()
         result = run(
             pytester, *common, "--ptibench-cache", "ray-cache", "--ptibench-out", "ray",
-            "--executor", "ray", "--ray-address", cluster.address,
+            "--executor", "ray", "--ray-address", cluster.address, subprocess=True,
         )  # fmt: skip
         elapsed = time.monotonic() - started
         remover.join(timeout=5)
@@ -311,7 +350,7 @@ def test_a_node_lost_mid_case_is_retried_elsewhere_with_one_cache_entry(
 
 
 @pytest.fixture
-def local_ray(loopback_only):
+def local_ray(guarded):
     """A local cluster of 2 CPUs in this process (the executors find it connected and leave it
     running); its workers import the doubles and see the fault file."""
     ray = import_ray(loopback=True)
@@ -320,7 +359,7 @@ def local_ray(loopback_only):
         yield Path(os.environ[FAULT_FILE])
     finally:
         ray.shutdown()
-    assert not loopback_only.exists(), loopback_only.read_text()
+    assert not guarded.exists(), guarded.read_text()
 
 
 @needs_ray

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import time
@@ -274,6 +275,7 @@ class RayExecutor:
         self._pivot_seconds: dict[str, float] = {}
         self._where = self.address
         self._started = 0.0
+        self._stopped = ""
         if not isinstance(self.retries, int) or self.retries < 0:
             raise PtibenchError(f"Ray retries must be an integer >= 0, got {self.retries!r}")
         if not isinstance(self.cpus_per_task, int) or self.cpus_per_task < 1:
@@ -372,6 +374,11 @@ class RayExecutor:
             raise PtibenchError("the Ray executor has not been started")
         self.pump(until=spec)
         outcome = self._outcomes.get(spec)
+        if outcome is None and self._stopped:
+            raise PtibenchError(
+                f"{case_label(spec)}: the controller was {self._stopped} before it arrived; "
+                "rerun to resume from the cache"
+            )
         if outcome is None:
             raise PtibenchError(f"{case_label(spec)} was not submitted to the Ray cluster")
         if isinstance(outcome, str):
@@ -381,11 +388,27 @@ class RayExecutor:
         return outcome
 
     def pump(self, until: CaseSpec | None = None) -> None:
-        """Import finished tasks as they arrive, until `until` has an outcome (None: all)."""
-        while self._pending and (until is None or until not in self._outcomes):
-            ready, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=1.0)
-            for ref in ready:
-                self._take(ref)
+        """Import finished tasks as they arrive, until `until` has an outcome (None: all).
+
+        Ctrl-C, or SIGTERM (a Slurm time limit; Ray's handler makes it a SystemExit), stops the
+        executor: what arrived is in the cache, the cluster drops the rest, and a case still
+        waited for fails at once with one line instead of waiting on. Ctrl-C goes on up (pytest
+        ends the session on it); after SIGTERM the session ends normally, its reports written."""
+        try:
+            while self._pending and (until is None or until not in self._outcomes):
+                ready, _ = self._ray.wait(list(self._pending), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    self._take(ref)
+        except KeyboardInterrupt:
+            self._stopped = "interrupted"
+            self.close()
+            raise
+        except SystemExit:
+            # Ray's native failure handler arms a 3 s alarm on SIGTERM that aborts the process:
+            # disarmed, so the session can write its reports
+            signal.alarm(0)
+            self._stopped = "terminated"
+            self._pending.clear()
 
     def _take(self, ref) -> None:
         unit = self._pending.pop(ref, None)
@@ -522,6 +545,8 @@ class RayExecutor:
                     problems.append(str(error))
         finally:
             self.close()
+        if self._stopped == "terminated":
+            raise SystemExit(1)
         if problems:
             more = f" (and {len(problems) - 1} more case(s) failed)" if len(problems) > 1 else ""
             raise PtibenchError(problems[0] + more)
