@@ -485,3 +485,16 @@ def test_an_address_that_does_not_answer_is_one_line(pytester, monkeypatch):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
     with pytest.raises(PtibenchError, match="Ray retries must be an integer >= 0"):
         RayExecutor(retries=-1)
+
+
+def test_ray_is_imported_only_when_asked_for():
+    probe = (
+        "import sys, ptibench.harness.plugin, ptibench.run.ray_executor\n"
+        "print('ray' in sys.modules)\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env)
+    assert done.stdout.strip() == "False", done.stderr

@@ -147,9 +147,6 @@ class Plan:
     cached: dict[CaseSpec, CaseResult] = field(default_factory=dict)
     failed: dict[CaseSpec, str] = field(default_factory=dict)
 
-    def count(self, kind: str) -> int:
-        return sum(unit.kind == kind for unit in self.units)
-
 
 def _files(cache: ResultCache, folder: Path) -> dict[str, bytes]:
     return {
@@ -291,8 +288,8 @@ class RayExecutor:
         ray = import_ray(loopback=local)
         if not ray.is_initialized():
             options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.ERROR}
-            if local:
-                options.update(num_cpus=self.local_cpus or os.cpu_count() or 1)
+            if local:  # explicit: $RAY_ADDRESS must not turn "local" into someone's cluster
+                options.update(address="local", num_cpus=self.local_cpus or os.cpu_count() or 1)
                 options.update(include_dashboard=False)
             else:
                 check_reachable(self.address)
