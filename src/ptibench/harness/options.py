@@ -2,8 +2,8 @@
 
 The case-selecting options come from ptibench.case_options (shared with the command-line
 studies); this module adds what only a pytest session has: seeds as parametrized cases, compile,
-baselines and where reports, cache and baselines live. Every option is validated by its argparse
-type, so a bad value is one usage-error line.
+baselines, where reports, cache and baselines live, and where the cases run (here or on a Ray
+cluster). Every option is validated by its argparse type, so a bad value is one usage-error line.
 """
 
 from __future__ import annotations
