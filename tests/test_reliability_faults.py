@@ -11,7 +11,9 @@ with exit 2 on the KeyboardInterrupt), so it costs no process start.
 
 A sitecustomize on the subprocesses' PYTHONPATH refuses and logs every internet socket
 connection and name lookup, with the Hugging Face offline switches unset, so the `-n 2` run
-proves that ptibench itself keeps off the network.
+proves that ptibench itself keeps off the network. With RELIABILITY_NET_LOOPBACK=1 it lets
+through connections to 127.0.0.0/8 (and lookups of such addresses) and nothing else: a local
+Ray cluster talks to itself over loopback (tests/test_ray_executor.py).
 """
 
 from __future__ import annotations
@@ -76,34 +78,48 @@ def pytest_ptibench_run_case(spec, config):
 """
 
 NO_NETWORK = """
+import ipaddress
 import os
 import socket
 
 _LOG = os.environ.get("RELIABILITY_NET_LOG")
+_LOOPBACK = os.environ.get(LOOPBACK_SWITCH) == "1"
 if _LOG:
     def _refuse(what, detail):
         with open(_LOG, "a") as log:
             log.write(f"{os.getpid()} {what} {detail!r}\\n")
         raise OSError(101, "Network is unreachable (refused by the reliability test)")
 
+    def _allowed(host):
+        if not _LOOPBACK:
+            return False
+        try:
+            ip = ipaddress.ip_address(str(host).split("%")[0])
+        except ValueError:
+            return False
+        return (getattr(ip, "ipv4_mapped", None) or ip) in ipaddress.ip_network("127.0.0.0/8")
+
     _connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
+    _getaddrinfo = socket.getaddrinfo
 
     def connect(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _allowed(address[0]):
             _refuse("connect", address)
         return _connect(self, address)
 
     def connect_ex(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _allowed(address[0]):
             _refuse("connect_ex", address)
         return _connect_ex(self, address)
 
     def getaddrinfo(host, *args, **kwargs):
-        _refuse("getaddrinfo", host)
+        if not _allowed(host):
+            _refuse("getaddrinfo", host)
+        return _getaddrinfo(host, *args, **kwargs)
 
     socket.socket.connect, socket.socket.connect_ex = connect, connect_ex
     socket.getaddrinfo = getaddrinfo
-"""
+""".replace("LOOPBACK_SWITCH", repr("RELIABILITY_NET_LOOPBACK"))
 
 
 @pytest.fixture

@@ -241,6 +241,14 @@ FAULTS: tuple[Fault, ...] = (
         "leakage reads the copy share alone: a concept whose room the base model draws anyway "
         "looks leaky",
     ),
+    Fault(
+        "ray-resubmits-cached-cases",
+        "run/ray_executor.py",
+        "        if cached is not None:\n            plan.cached[spec] = cached\n",
+        "        if False:\n            plan.cached[spec] = cached\n",
+        ("tests/test_ray_executor.py::test_the_plan_submits_only_what_the_cache_lacks",),
+        "a distributed run recomputes what the cache holds (needs no Ray to be caught)",
+    ),
 )
 
 

@@ -2,17 +2,21 @@
 
 The case-selecting options come from ptibench.case_options (shared with the command-line
 studies); this module adds what only a pytest session has: seeds as parametrized cases, compile,
-baselines and where reports, cache and baselines live. Every option is validated by its argparse
-type, so a bad value is one usage-error line.
+baselines, where reports, cache and baselines live, and where the cases run (here or on a Ray
+cluster). Every option is validated by its argparse type, so a bad value is one usage-error line.
 """
 
 from __future__ import annotations
 
+import argparse
+
 from ptibench.case_options import add_case_options, add_grid_options
 from ptibench.grids import positive_int
 from ptibench.results.export import TRACKERS
+from ptibench.run.ray_executor import DEFAULT_RETRIES
 
 DEFAULT_OUT = "ptibench-out"
+EXECUTORS = ("local", "ray")
 
 
 def add_session_options(add) -> None:
@@ -92,9 +96,48 @@ def add_location_options(add) -> None:
     )
 
 
+def add_executor_options(add) -> None:
+    """Where the cases run: here (with pytest-xdist's -n) or on a Ray cluster."""
+    add(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local: in this session (and its xdist workers, -n); ray: as tasks on a Ray "
+        "cluster, this session the controller that writes the cache and the reports "
+        "(needs the ray extra: pip install 'ptibench[ray]')",
+    )
+    add(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: auto (default: the cluster this machine belongs to, or "
+        "$RAY_ADDRESS), local (a private cluster on this machine, for this session), or the "
+        "head's HOST:PORT",
+    )
+    add(
+        "--ray-retries",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help=f"with --executor ray: how often Ray reruns a task whose worker or node died "
+        f"(default {DEFAULT_RETRIES}; 0: never)",
+    )
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def add_options(parser) -> None:
     group = parser.getgroup("ptibench", "ptibench: the PTI lr-grid benchmark")
     add_grid_options(group.addoption, lr_grid=None, stage=None)
     add_case_options(group.addoption)
     add_session_options(group.addoption)
     add_location_options(group.addoption)
+    add_executor_options(group.addoption)

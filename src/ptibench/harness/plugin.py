@@ -42,6 +42,7 @@ def pytest_configure(config):
         share_cpu_threads(os.environ)
     if config.option.compile:
         os.environ[COMPILE_ENV] = "1"
+    session.check_executor()
     config.stash[SESSION] = session
     if not session.is_worker:
         config.pluginmanager.register(CaseCollector(session), "ptibench-case-collector")
@@ -79,6 +80,8 @@ def pytest_ptibench_run_case(spec, config):
     """The default implementation: the batched stage-1 grid first (under a per-grid file lock:
     one worker trains it, the others then read their embeddings from the cache), then the case."""
     plugin = config.stash[SESSION]
+    if plugin.executor is not None:  # --executor ray: submitted at collection, imported here
+        return plugin.executor.result(spec)
     progress = False if plugin.is_worker else None
     if spec.stage == "inversion":
         group = [
@@ -112,6 +115,12 @@ def pytest_sessionfinish(session, exitstatus):
     plugin = session.config.stash.get(SESSION, None)
     if plugin is not None and not plugin.is_worker:
         plugin.finish(session)
+
+
+def pytest_unconfigure(config):
+    plugin = config.stash.get(SESSION, None)
+    if plugin is not None:
+        plugin.close()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from ptibench.harness.session import PluginSession
+from ptibench.harness.session import PluginSession, write_line
 
 
 def clock(seconds: float) -> str:
@@ -88,11 +88,4 @@ class CaseProgress:
         return f", ETA {clock((now - self.first_start) / self.done * left)}"
 
     def write(self, line: str) -> None:
-        terminal = self.session.config.pluginmanager.get_plugin("terminalreporter")
-        if terminal is None:
-            return
-        writer = getattr(terminal, "_tw", None)  # xdist's dots leave the cursor mid-line
-        if getattr(writer, "width_of_current_line", 0):
-            terminal.write("\n")
-        terminal.write_line(f"ptibench: {line}")
-        terminal.flush()
+        write_line(self.session.config, f"ptibench: {line}")

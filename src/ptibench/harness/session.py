@@ -7,6 +7,7 @@ The hooks in ptibench.harness.plugin hand off to this object and do nothing else
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -29,6 +30,7 @@ from ptibench.results.export import check_tracker, to_tensorboard
 from ptibench.results.history import autosave, saved_runs
 from ptibench.results.report import collect_artifacts
 from ptibench.run.cache import fresh_cache_dir
+from ptibench.run.ray_executor import DEFAULT_RETRIES, RayExecutor, import_ray
 from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
 from ptibench.training.methods import get_method
 
@@ -55,6 +57,7 @@ class PluginSession:
     summary: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
+    executor: RayExecutor | None = None
 
     @classmethod
     def from_config(cls, config) -> PluginSession:
@@ -73,6 +76,51 @@ class PluginSession:
             cache_dir=session_cache_dir(opt, here, hasattr(config, "workerinput")),
             is_worker=hasattr(config, "workerinput"),
         )
+
+    # --- at configure time: where the cases run
+
+    def check_executor(self) -> None:
+        """--executor ray: no -n beside it, Ray importable (only then imported), and the
+        executor made; the --ray-* options without it are a usage error."""
+        opt = self.config.option
+        if opt.executor != "ray":
+            for name, value in (
+                ("--ray-address", opt.ray_address),
+                ("--ray-retries", opt.ray_retries),
+            ):
+                if value is not None:
+                    raise pytest.UsageError(f"{name} needs --executor ray")
+            return
+        if getattr(opt, "numprocesses", None):
+            raise pytest.UsageError(
+                "--executor ray runs the cases as tasks on the Ray cluster: drop -n "
+                "(pytest-xdist); the cluster's nodes are the workers"
+            )
+        if self.grid is None or self.is_worker:
+            return
+        address = opt.ray_address or "auto"
+        try:
+            import_ray(loopback=address == "local")
+            self.executor = RayExecutor(
+                address=address,
+                retries=DEFAULT_RETRIES if opt.ray_retries is None else opt.ray_retries,
+                on_event=lambda line: write_line(self.config, f"ptibench: {line}"),
+            )
+        except PtibenchError as error:
+            raise pytest.UsageError(str(error)) from None
+
+    def start_executor(self) -> None:
+        """Submit the selected cases to the cluster as soon as they are known."""
+        if self.executor is None or not self.grid_specs or self.config.option.collectonly:
+            return
+        try:
+            self.executor.start(self.grid_specs, cache_dir=self.cache_dir)
+        except PtibenchError as error:
+            raise pytest.UsageError(str(error)) from None
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.close()
 
     # --- before collection: a bad selection is a usage error, not hours of training later
 
@@ -168,6 +216,7 @@ class PluginSession:
                 for item in items
                 if is_case(item) and hasattr(item, "callspec")
             ]
+            self.start_executor()
 
     # --- on the controller: merging, results.json, the reports
 
@@ -227,6 +276,8 @@ class PluginSession:
                     "pass --lr-grid to run the cases"
                 )
             return
+        if self.executor is not None:
+            self.summary.extend(self.executor.summary())
         if not self.cases:
             return
         try:
@@ -308,6 +359,22 @@ class PluginSession:
 
 
 SESSION = pytest.StashKey[PluginSession]()
+
+
+def write_line(config, line: str) -> None:
+    """One line on the terminal now, on a line of its own (progress dots leave the cursor
+    mid-line), also from inside a test, whose output pytest otherwise captures."""
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    if terminal is None:
+        return
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    suspended = capture.global_and_fixture_disabled() if capture else contextlib.nullcontext()
+    with suspended:
+        writer = getattr(terminal, "_tw", None)  # (write_line ends a test file's line itself)
+        if getattr(writer, "width_of_current_line", 0) and not terminal.currentfspath:
+            terminal.write("\n")
+        terminal.write_line(line)
+        terminal.flush()
 
 
 def session_cache_dir(opt, here: Path, is_worker: bool) -> Path | None:

@@ -1,2 +1,2 @@
-"""Running cases: the result cache, run_case / run_cases, the batched grid at the cache level and
-checkpointed curves."""
+"""Running cases: the result cache, run_case / run_cases, the batched grid at the cache level,
+checkpointed curves, and the Ray executor that runs cases as tasks on a cluster."""

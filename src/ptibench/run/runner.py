@@ -91,7 +91,9 @@ class CaseRun:
     timings: dict[str, float] = field(default_factory=dict)
     base: Copies | None = None
 
-    def execute(self) -> CaseResult:
+    def load(self) -> list[str]:
+        """The pipeline, the metric models, the concept's pixels and the training data; the
+        notes the concept's images raised."""
         clock = time.perf_counter()
         self.bundle = load_bundle(self.world)
         self.models = load_metric_models(self.world)
@@ -100,6 +102,10 @@ class CaseRun:
         self.reference, notes = self.concept.pixels(self.bundle.resolution)
         self.data = TrainingData.build(self.bundle, self.concept, self.reference)
         self.timings["load_s"] = time.perf_counter() - clock
+        return notes
+
+    def execute(self) -> CaseResult:
+        notes = self.load()
         # spec.eval_every: curves (step 0, every N steps, the end) with the leakage readings
         tracker = None
         if self.spec.eval_every:
@@ -156,22 +162,28 @@ class CaseRun:
                 atomic_write_json(path, self.base.to_dict())
         return self.base
 
-    def train(self, tracker) -> TrainOutcome:
-        """The pivot (stage 2), the curve's start, then the stage: trained here, or the share a
-        batched grid run left in the cache (run_cases)."""
-        spec, timings = self.spec, self.timings
-        ctx = StageContext(
-            spec,
+    def context(self, tracker) -> StageContext:
+        return StageContext(
+            self.spec,
             self.concept,
             self.bundle,
             self.data,
             self.progress,
             tracker.checkpoint if tracker else None,
         )
+
+    def pivot_path(self) -> Path:
+        """Where this stage-2 case's pivot is shared in the cache."""
+        return self.cache.pivot_path(pivot_spec(self.spec), self.version, self.method)
+
+    def train(self, tracker) -> TrainOutcome:
+        """The pivot (stage 2), the curve's start, then the stage: trained here, or the share a
+        batched grid run left in the cache (run_cases)."""
+        spec, timings = self.spec, self.timings
+        ctx = self.context(tracker)
         if spec.stage != "inversion":
             clock = time.perf_counter()
-            pivot_path = self.cache.pivot_path(pivot_spec(spec), self.version, self.method)
-            ctx.pivot, trained = get_pivot(ctx, self.method, pivot_path)
+            ctx.pivot, trained = get_pivot(ctx, self.method, self.pivot_path())
             timings["pivot_s"] = time.perf_counter() - clock if trained else 0.0
         if tracker:
             clock = time.perf_counter()
@@ -234,7 +246,7 @@ class CaseRun:
         return labelled_grid(evaluation.images, evaluation.prompts, title, self.reference)
 
 
-def _export(result: CaseResult, folder: Path) -> CaseResult:
+def export_artifacts(result: CaseResult, folder: Path) -> CaseResult:
     """Copy a case's artifacts to `folder` (atomically, file by file)."""
     ensure_dir(folder)
     moved = {}
@@ -251,15 +263,8 @@ def _export(result: CaseResult, folder: Path) -> CaseResult:
     return replace(result, artifacts=moved)
 
 
-def run_case(
-    spec: CaseSpec,
-    *,
-    cache_dir: Path | None = None,
-    artifacts_dir: Path | None = None,
-    progress: bool | None = None,
-) -> CaseResult:
-    """Run (or fetch from the cache) one case. See the module docstring."""
-    started = time.perf_counter()
+def resolve_case(spec: CaseSpec, cache_dir: Path | None):
+    """What `spec` names, checked: (world, world version, concept, method, cache)."""
     validate_spec(spec)
     method = get_method(spec.method)
     if spec.stage not in method.stages:
@@ -269,8 +274,36 @@ def run_case(
         )
     world = resolve_world(spec.world)
     concept = load_concept(spec.concept)
-    cache = ResultCache(cache_dir)
-    version = world_version(world)
+    return world, world_version(world), concept, method, ResultCache(cache_dir)
+
+
+def train_pivot(
+    spec: CaseSpec, *, cache_dir: Path | None = None, progress: bool | None = None
+) -> Path:
+    """Train the pivot of stage-2 case `spec` into the cache, as run_case would before the
+    case, unless it is there already; returns its path. A distributed run trains each pivot
+    once, ahead of the stage-2 cases that share it."""
+    world, version, concept, method, cache = resolve_case(spec, cache_dir)
+    if spec.stage == "inversion":
+        raise PtibenchError(f"{spec.stage} {spec.lr_id} has no pivot (only stage 2 has)")
+    run = CaseRun(spec, world, version, concept, method, cache, Path(), _progress(progress))
+    path = run.pivot_path()
+    if not path.is_file():
+        run.load()
+        get_pivot(run.context(None), method, path)
+    return path
+
+
+def run_case(
+    spec: CaseSpec,
+    *,
+    cache_dir: Path | None = None,
+    artifacts_dir: Path | None = None,
+    progress: bool | None = None,
+) -> CaseResult:
+    """Run (or fetch from the cache) one case. See the module docstring."""
+    started = time.perf_counter()
+    world, version, concept, method, cache = resolve_case(spec, cache_dir)
     entry = cache.entry(spec, version, method)
     with cache.lock(entry):
         result = cache.load(entry)
@@ -292,7 +325,7 @@ def run_case(
                     raise
                 raise PtibenchError(f"cannot write in the cache {cache.root}: {problem}") from error
     if artifacts_dir is not None:
-        result = _export(result, Path(artifacts_dir) / spec.key())
+        result = export_artifacts(result, Path(artifacts_dir) / spec.key())
     return result
 
 
@@ -316,10 +349,24 @@ def run_cases(
     cache_dir: Path | None = None,
     artifacts_dir: Path | None = None,
     progress: bool | None = None,
+    executor: Any = "local",
 ) -> list[CaseResult]:
     """The results of run_case on each spec, in order. The stage-1 cases that differ only in lr
     are trained first in one batched run (ptibench.training.batched; PTIBENCH_BATCH_GRID=0 turns
-    it off), then each is evaluated and cached as run_case does."""
+    it off), then each is evaluated and cached as run_case does.
+
+    `executor`: "local" (here, in this process) or an executor object with the same
+    `run_cases` method, such as ptibench.run.ray_executor.RayExecutor, which runs the cases on
+    a Ray cluster and writes the same cache."""
+    if not isinstance(executor, str):
+        return executor.run_cases(
+            specs, cache_dir=cache_dir, artifacts_dir=artifacts_dir, progress=progress
+        )
+    if executor != "local":
+        raise PtibenchError(
+            f"unknown executor {executor!r}: pass 'local' or an executor object, e.g. "
+            "ptibench.run.ray_executor.RayExecutor(address='auto')"
+        )
     pretrain(specs, cache_dir=cache_dir, progress=_progress(progress))
     return [
         run_case(s, cache_dir=cache_dir, artifacts_dir=artifacts_dir, progress=progress)
