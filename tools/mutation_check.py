@@ -54,7 +54,7 @@ GUARD_EVAL = "tests/test_guard_evaluation.py"
 GUARD_TRAINING = "tests/test_guard_training.py"
 
 KEY_LINE = "        blob = json.dumps(self.to_dict(), sort_keys=True, default=repr)"
-JUDGE_LINE = '    worse = -diff if metric["direction"] == "higher" else diff'
+JUDGE_LINE = '    return -diff if direction == "higher" else diff'
 
 FAULTS: tuple[Fault, ...] = (
     Fault(
@@ -77,7 +77,7 @@ FAULTS: tuple[Fault, ...] = (
         "tolerance-direction-flipped",
         "results/baselines.py",
         JUDGE_LINE,
-        '    worse = diff if metric["direction"] == "higher" else -diff',
+        '    return diff if direction == "higher" else -diff',
         (GUARD_BASELINES,),
         "every one-sided metric judged the wrong way round",
     ),
@@ -85,15 +85,15 @@ FAULTS: tuple[Fault, ...] = (
         "higher-judged-as-lower",
         "results/baselines.py",
         JUDGE_LINE,
-        "    worse = diff",
+        "    return diff",
         (GUARD_BASELINES,),
         "a drop in clip_i / clip_t / appearance / edit_success reads as better",
     ),
     Fault(
         "both-made-one-sided",
         "results/baselines.py",
-        '        return "FAIL" if abs(diff) > allowed else "ok"',
-        '        return "FAIL" if diff > allowed else "ok"',
+        '        return "FAIL" if abs(worse) > allowed else "ok"',
+        '        return "FAIL" if worse > allowed else "ok"',
         (GUARD_BASELINES,),
         "a two-sided metric (distance) may fall without failing",
     ),

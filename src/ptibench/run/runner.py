@@ -213,7 +213,9 @@ class CaseRun:
         embeds = staging / "learned_embeds.safetensors"
         save_learned_embeds(self.bundle, embeds, placeholder, outcome.vector)
         artifacts = {"learned_embeds": str(embeds)}
-        if spec.stage == "inversion":
+        if spec.stage == "inversion" and not self.timings.get("batched_train_s"):
+            # only a case trained alone: its vector is bitwise the one get_pivot would train,
+            # so a stage-2 case's pivot does not depend on which case ran first
             pivot = pivot_spec(spec.with_(pivot_lr=spec.lr))
             slot = self.cache.pivot_path(pivot, self.version, self.method)
             if not slot.is_file():
