@@ -8,9 +8,10 @@ tolerances from their spread):
   inference, the placeholder not spliced, the pivot replaced by the initial embedding, edit
   prompts evaluated without the placeholder) fails at least one metric of at least one case.
 
-Each injection is a monkeypatch of the running code, and every run uses a fresh cache (the
-cache key does not see a monkeypatch). The catch table is written to the test's temporary
-folder and printed (`pytest -s`).
+A training injection is a monkeypatch of the running code under which the case is trained
+again in a fresh cache (the cache key does not see a monkeypatch); an evaluation injection
+evaluates the case trained once with the changed inputs (the control: unchanged, it passes).
+The catch table is written to the test's temporary folder and printed (`pytest -s`).
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from ptibench.concept import load_concept
 from ptibench.grids import PRESETS
+from ptibench.models.loading import world_version
+from ptibench.models.registry import resolve_world
 from ptibench.results import baselines
 from ptibench.run import runner as runner_module
+from ptibench.run.cache import ResultCache
 from ptibench.run.runner import CaseRun, run_case
-from ptibench.spec import CaseSpec
-from ptibench.training.methods import Method
+from ptibench.spec import CaseResult, CaseSpec
+from ptibench.training.methods import Method, get_method
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINES = ROOT / "baselines"
@@ -93,48 +98,6 @@ def _halved_lr(monkeypatch):
     monkeypatch.setattr(Method, "optimizer", optimizer)
 
 
-def _wrap_evaluate(monkeypatch, change):
-    """Run `change(run, vector, unet)` -> (vector, unet, restore) around each evaluation."""
-    original = CaseRun.evaluate
-
-    def evaluate(self, vector, unet, show):
-        vector, unet, restore = change(self, vector, unet)
-        try:
-            return original(self, vector, unet, show)
-        finally:
-            restore()
-
-    monkeypatch.setattr(CaseRun, "evaluate", evaluate)
-
-
-def _lora_scale_zero(monkeypatch):
-    from peft.tuners.lora import LoraLayer
-
-    def change(run, vector, unet):
-        saved = []
-        for module in (unet.modules() if unet is not None else ()):
-            if isinstance(module, LoraLayer):
-                saved.append((module, dict(module.scaling)))
-                for name in module.scaling:
-                    module.scaling[name] = 0.0
-
-        def restore():
-            for module, scaling in saved:
-                module.scaling.update(scaling)
-
-        return vector, unet, restore
-
-    _wrap_evaluate(monkeypatch, change)
-
-
-def _not_spliced(monkeypatch):
-    def change(run, vector, unet):
-        initial = run.bundle.word_embedding(run.concept.initializer).to(vector.device)
-        return initial.reshape(vector.shape), unet, lambda: None
-
-    _wrap_evaluate(monkeypatch, change)
-
-
 def _pivot_is_initial(monkeypatch):
     def get_pivot(ctx, method, path):
         return ctx.bundle.word_embedding(ctx.concept.initializer).to(ctx.bundle.device), True
@@ -142,34 +105,106 @@ def _pivot_is_initial(monkeypatch):
     monkeypatch.setattr(runner_module, "get_pivot", get_pivot)
 
 
-def _edits_without_placeholder(monkeypatch):
-    def change(run, vector, unet):
-        concept = run.concept
-        plain = [
-            dataclasses.replace(e, prompt=e.prompt.replace("{}", concept.class_noun))
-            for e in concept.edit_prompts
-        ]
-        run.concept = dataclasses.replace(concept, edit_prompts=plain)
+def _lora_scale_zero(run, vector, unet):
+    from peft.tuners.lora import LoraLayer
 
-        def restore():
-            run.concept = concept
+    saved = []
+    for module in unet.modules() if unet is not None else ():
+        if isinstance(module, LoraLayer):
+            saved.append((module, dict(module.scaling)))
+            for name in module.scaling:
+                module.scaling[name] = 0.0
 
-        return vector, unet, restore
+    def restore():
+        for module, scaling in saved:
+            module.scaling.update(scaling)
 
-    _wrap_evaluate(monkeypatch, change)
+    return vector, unet, restore
 
 
-# the injection and the CI-grid cases that run under it (stage, index into the stage's lrs)
-INJECTIONS = {
-    "lr halved": (_halved_lr, [("inversion", -1), ("finetune", -1)]),
-    "LoRA scale zero at inference": (_lora_scale_zero, [("finetune", -1)]),
-    "placeholder not spliced": (_not_spliced, [("inversion", -1), ("finetune", -1)]),
-    "pivot = initial embedding": (_pivot_is_initial, [("finetune", -1)]),
-    "edit prompts without placeholder": (
-        _edits_without_placeholder,
-        [("inversion", -1), ("finetune", -1)],
-    ),
+def _not_spliced(run, vector, unet):
+    initial = run.bundle.word_embedding(run.concept.initializer).to(vector.device)
+    return initial.reshape(vector.shape), unet, lambda: None
+
+
+def _edits_without_placeholder(run, vector, unet):
+    concept = run.concept
+    plain = [
+        dataclasses.replace(e, prompt=e.prompt.replace("{}", concept.class_noun))
+        for e in concept.edit_prompts
+    ]
+    run.concept = dataclasses.replace(concept, edit_prompts=plain)
+
+    def restore():
+        run.concept = concept
+
+    return vector, unet, restore
+
+
+# Training injections rerun the case under a monkeypatch; evaluation injections evaluate the
+# case trained once (per stage, its high CI lr) with the changed inputs.
+TRAINING_INJECTIONS = {
+    "lr halved": (_halved_lr, ["inversion"]),
+    "pivot = initial embedding": (_pivot_is_initial, ["finetune"]),
 }
+EVALUATION_INJECTIONS = {
+    "LoRA scale zero at inference": (_lora_scale_zero, ["finetune"]),
+    "placeholder not spliced": (_not_spliced, ["inversion", "finetune"]),
+    "edit prompts without placeholder": (_edits_without_placeholder, ["inversion", "finetune"]),
+}
+
+
+def high_lr(stage: str) -> CaseSpec:
+    return CaseSpec(stage=stage, lr=PRESETS["ci"][stage][-1])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """stage -> (CaseRun, its outcome): each stage's high-lr CI case trained once."""
+    made: dict[str, tuple] = {}
+
+    def get(stage: str):
+        if stage not in made:
+            spec = high_lr(stage)
+            world = resolve_world(spec.world)
+            cache = ResultCache(tmp_path_factory.mktemp(f"cache-{stage}"))
+            method = get_method(spec.method)
+            run = CaseRun(
+                spec,
+                world,
+                world_version(world),
+                load_concept(spec.concept),
+                method,
+                cache,
+                tmp_path_factory.mktemp(f"staging-{stage}"),
+                False,
+            )
+            run.load()
+            with torch.random.fork_rng(devices=[]):
+                made[stage] = (run, run.train(None))
+        return made[stage]
+
+    return get
+
+
+def measured(run: CaseRun, outcome, change=None) -> CaseResult:
+    """The case's metrics as run_case reports them, evaluated through `change` if given."""
+    vector, unet, restore = (outcome.vector, outcome.unet, lambda: None)
+    if change is not None:
+        vector, unet, restore = change(run, vector, unet)
+    try:
+        evaluation = run.evaluate(vector, unet, False)
+    finally:
+        restore()
+    metrics = {"final_loss": outcome.final_loss, **evaluation.metrics, **outcome.metrics}
+    return CaseResult(spec=run.spec, status=outcome.status, metrics=metrics)
+
+
+def failing_metrics(comparison: baselines.Comparison) -> list[str]:
+    failing = [row.metric for row in comparison.rows if row.verdict in ("FAIL", "missing")]
+    if comparison.status_note and not comparison.passed:
+        failing.append(comparison.status_note)
+    return failing
 
 
 @pytest.fixture(scope="module")
@@ -183,21 +218,39 @@ def catch_table(tmp_path_factory):
     print("\n" + table)
 
 
-@pytest.mark.parametrize("name", list(INJECTIONS))
-def test_an_injected_regression_is_caught(name, monkeypatch, tmp_path, catch_table):
-    inject, cases = INJECTIONS[name]
-    specs = [CaseSpec(stage=stage, lr=PRESETS["ci"][stage][index]) for stage, index in cases]
-    found = {spec: stored(spec) for spec in specs}
+@pytest.mark.parametrize("stage", ["inversion", "finetune"])
+def test_the_shared_training_passes_its_baseline_unchanged(stage, trained):
+    """The control: the trained cases the evaluation injections reuse pass, so a failure
+    under an injection is the injection's."""
+    found = stored(high_lr(stage))
+    comparison = check(found, measured(*trained(stage)))
+    assert comparison.passed, baselines.format_rows(comparison.rows)
+
+
+@pytest.mark.parametrize("name", list(EVALUATION_INJECTIONS))
+def test_an_injected_evaluation_regression_is_caught(name, trained, catch_table):
+    change, stages = EVALUATION_INJECTIONS[name]
+    found = {stage: stored(high_lr(stage)) for stage in stages}
+    caught = []
+    for stage in stages:
+        failing = failing_metrics(check(found[stage], measured(*trained(stage), change)))
+        if failing:
+            caught.append(f"{stage} {high_lr(stage).lr_id}: {', '.join(failing)}")
+    catch_table[name] = "; ".join(caught) or "NOT CAUGHT"
+    assert caught, f"{name}: no CI-grid case failed its baseline"
+
+
+@pytest.mark.parametrize("name", list(TRAINING_INJECTIONS))
+def test_an_injected_training_regression_is_caught(name, monkeypatch, tmp_path, catch_table):
+    inject, stages = TRAINING_INJECTIONS[name]
+    found = {stage: stored(high_lr(stage)) for stage in stages}
     inject(monkeypatch)
     caught = []
-    for spec in specs:
+    for stage in stages:
         with torch.random.fork_rng(devices=[]):
-            result = run_case(spec, cache_dir=tmp_path / "cache", progress=False)
-        comparison = check(found[spec], result)
-        failing = [row.metric for row in comparison.rows if row.verdict in ("FAIL", "missing")]
-        if comparison.status_note and not comparison.passed:
-            failing.append(comparison.status_note)
+            result = run_case(high_lr(stage), cache_dir=tmp_path / "cache", progress=False)
+        failing = failing_metrics(check(found[stage], result))
         if failing:
-            caught.append(f"{spec.stage} {spec.lr_id}: {', '.join(failing)}")
+            caught.append(f"{stage} {high_lr(stage).lr_id}: {', '.join(failing)}")
     catch_table[name] = "; ".join(caught) or "NOT CAUGHT"
     assert caught, f"{name}: no CI-grid case failed its baseline"
