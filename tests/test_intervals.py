@@ -199,3 +199,30 @@ def test_the_plot_draws_the_intervals_as_error_bars():
     assert sum(c.has_yerr for c in right.containers) == 5, "each metric with its interval"
     assert "knee" in left.get_title()
     plt.close(figure)
+
+
+def test_several_concepts_get_a_table_over_all_of_them():
+    """Per concept, and one more over the concepts: its means average theirs, its intervals
+    say they cover concepts, and the spread between concepts widens them."""
+    from ptibench.results.tradeoff import build_tables
+
+    rng = np.random.default_rng(5)
+    levels = two_phase(6, 3)
+    cases = []
+    for shift, concept in ((0.0, "yellow-ring"), (0.3, "green-star")):
+        for case in grid(draw_grid(levels, 16, rng)):
+            case["spec"]["concept"] = concept
+            case["metrics"]["denoise_loss"] += shift
+            cases.append(case)
+    tables = build_tables(cases)
+    concepts = [t.key[1] for t in tables]
+    assert concepts == ["green-star", "yellow-ring", "all concepts (2)"]
+    one, other, together = tables
+    for i, row in enumerate(together.rows):
+        for name in ("lpips", "clip_t", "denoise_loss"):
+            mean = (one.rows[i].metrics[name] + other.rows[i].metrics[name]) / 2
+            assert row.metrics[name] == pytest.approx(mean)
+    assert "concept x seed replicates" in together.covers
+    low, high = together.rows[0].intervals["denoise_loss"]
+    assert high - low > 0.3  # the concepts' 0.3 apart are in the interval
+    assert one.rows[0].intervals.get("denoise_loss") is None  # one seed, one reading: none

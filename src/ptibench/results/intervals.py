@@ -215,12 +215,13 @@ class Replicates:
     resamples: int
     level: float = LEVEL
     intervals: dict[str, list[tuple[float, float] | None]] = field(default_factory=dict)
+    unit: str = "training seed"  # what a replicate of an lr is (several concepts: "concept x seed")
 
     def covers(self) -> str:
         """What the intervals cover, in words ("95% CI, sampling only, 1 training seed")."""
         seeds = sorted({s for s in self.seeds if s}) or [1]
         count = str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
-        seed_text = f"{count} training seed{'s' if seeds[-1] > 1 else ''}"
+        seed_text = f"{count} {self.unit}{'s' if seeds[-1] > 1 else ''}"
         level = f"{self.level:.0%} CI"
         if not any(any(v) for v in self.varies.values()):
             return f"no interval (no per-sample records, {seed_text})"
@@ -237,9 +238,11 @@ def bootstrap(
     resamples: int = RESAMPLES,
     rng_seed: int = RNG_SEED,
     level: float = LEVEL,
+    unit: str = "training seed",
 ) -> Replicates:
     """Replicates of every metric in `names` at every lr; `groups[i]` holds lr i's cases (one
-    per training seed, not diverged)."""
+    per training seed, not diverged; or one per concept and seed, `unit` says which), in the
+    same order at every lr."""
     rng = np.random.default_rng(rng_seed)
     readings = [[case_readings(case) for case in group] for group in groups]
     weights: dict[Any, np.ndarray] = {}
@@ -262,6 +265,7 @@ def bootstrap(
         samples=samples,
         resamples=resamples,
         level=level,
+        unit=unit,
     )
     for name in names:
         point = np.full(lrs, math.nan)

@@ -121,8 +121,11 @@ def _oriented(metric: str, value):
     return value if METRICS[metric].direction == "higher" else -value
 
 
-def build_table(key: GroupKey, cases: Iterable[Mapping[str, Any]]) -> TradeoffTable:
-    """One table from the cases of one group; diverged seeds are shown, never fed to the knee."""
+def build_table(
+    key: GroupKey, cases: Iterable[Mapping[str, Any]], unit: str = "training seed"
+) -> TradeoffTable:
+    """One table from the cases of one group; diverged seeds are shown, never fed to the knee.
+    `unit`: what the cases of one lr are replicates of (seeds; or concepts and seeds)."""
     by_lr: dict[float, list[Mapping[str, Any]]] = {}
     for case in cases:
         by_lr.setdefault(float(case["spec"]["lr"]), []).append(case)
@@ -141,7 +144,7 @@ def build_table(key: GroupKey, cases: Iterable[Mapping[str, Any]]) -> TradeoffTa
     rows: list[LrRow] = []
     seeds_ok: list[list[Mapping[str, Any]]] = []
     for lr in sorted(by_lr):
-        group = sorted(by_lr[lr], key=lambda case: case["spec"]["seed"])
+        group = sorted(by_lr[lr], key=lambda case: (case["spec"]["concept"], case["spec"]["seed"]))
         ok = [case for case in group if case["status"] == "ok"]
         diverged = [case for case in group if case["status"] != "ok"]
         means = {}
@@ -169,7 +172,7 @@ def build_table(key: GroupKey, cases: Iterable[Mapping[str, Any]]) -> TradeoffTa
         )
         seeds_ok.append(ok)
     table = TradeoffTable(key, rows, kinds["reconstruction"], kinds["editability"], None)
-    _place_knee(table, seeds_ok)
+    _place_knee(table, seeds_ok, unit)
     return table
 
 
@@ -270,7 +273,9 @@ def _breaks(
         broken = found
 
 
-def _place_knee(table: TradeoffTable, seeds: list[list[Mapping[str, Any]]]) -> None:
+def _place_knee(
+    table: TradeoffTable, seeds: list[list[Mapping[str, Any]]], unit: str = "training seed"
+) -> None:
     """Intervals, axes, breaks, steps and the knee of `table`, in place."""
     rows = table.rows
     valid = [i for i, row in enumerate(rows) if row.status != "diverged" and row.metrics]
@@ -279,7 +284,8 @@ def _place_knee(table: TradeoffTable, seeds: list[list[Mapping[str, Any]]]) -> N
     valid_rows = [rows[i] for i in valid]
     valid_seeds = [seeds[i] for i in valid]
     shown = ("distance", *table.reconstruction, *table.editability)
-    reps = bootstrap(valid_seeds, [n for n in shown if any(n in r.metrics for r in valid_rows)])
+    names = [n for n in shown if any(n in r.metrics for r in valid_rows)]
+    reps = bootstrap(valid_seeds, names, unit=unit)
     for j, row in enumerate(valid_rows):
         row.intervals = {name: reps.intervals[name][j] for name in reps.intervals}
     samples = min(
@@ -337,17 +343,45 @@ def tabulated(cases: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return [case for case in cases if case.get("status") in ("ok", "diverged")]
 
 
+ALL_CONCEPTS = "all concepts"
+
+
 def build_tables(cases: Iterable[Mapping[str, Any]]) -> list[TradeoffTable]:
+    """One table per world / concept / method / stage; where a world, method and stage ran
+    several concepts, one more table over all of them (concept "all concepts (n)"): at each lr
+    the mean over concepts and seeds, each concept-and-seed pair a replicate, so its intervals
+    cover the spread between concepts too."""
     groups: dict[GroupKey, list[Mapping[str, Any]]] = {}
     for case in cases:
         groups.setdefault(table_key(case), []).append(case)
+    pooled: dict[tuple[str, str, str], list[GroupKey]] = {}
+    for key in groups:
+        world, _, method, stage = key
+        pooled.setdefault((world, method, stage), []).append(key)
 
     def order(key: GroupKey) -> tuple:
         world, concept, method, stage = key
         rank = STAGES.index(stage) if stage in STAGES else len(STAGES)
-        return (world, concept, method != DEFAULT_METHOD, method, rank, stage)
+        return (
+            world,
+            method != DEFAULT_METHOD,
+            method,
+            rank,
+            stage,
+            concept == ALL_CONCEPTS,
+            concept,
+        )
 
-    return [build_table(key, groups[key]) for key in sorted(groups, key=order)]
+    tables = {key: build_table(key, groups[key]) for key in groups}
+    for (world, method, stage), keys in pooled.items():
+        if len(keys) < 2:
+            continue
+        together = [case for key in keys for case in groups[key]]
+        key = (world, ALL_CONCEPTS, method, stage)
+        table = build_table(key, together, unit="concept x seed replicate")
+        table.key = (world, f"{ALL_CONCEPTS} ({len(keys)})", method, stage)
+        tables[key] = table
+    return [tables[key] for key in sorted(tables, key=order)]
 
 
 def _num(value: float | None, signed: bool = False) -> str:
