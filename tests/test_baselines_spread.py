@@ -193,3 +193,26 @@ def test_version_2_files_read_with_summaries_and_rewrite_as_3(tmp_path):
     assert loaded["summaries"]["1e-03"]
     spec = CaseSpec(stage="inversion", lr=1e-3, seed=4)
     assert baselines.lookup(tmp_path, spec).summary["metrics"]["clip_i"]["n"] == 3
+
+
+def test_a_break_does_not_widen_the_other_lrs_allowance(tmp_path):
+    """A broken lr, where the seeds collapse differently, has a spread far above the rest:
+    it keeps its own, and the others' allowance stays what their spread gives."""
+    rng = np.random.default_rng(4)
+    values = simulated(rng, sd=0.01)
+    calm = baselines.summarise(
+        json.loads(record(tmp_path / "calm", values).read_text())["entries"]
+    )
+    for seed, value in zip(SEEDS, (0.1, 0.5, 0.9), strict=True):
+        values[(1.0, seed)]["clip_i"] = value
+    path = record(tmp_path / "broken", values)
+    summaries = baselines.load_file(path)["summaries"]
+    (settings,) = summaries["1e+00"]
+    broken = summaries["1e+00"][settings]["metrics"]["clip_i"]
+    assert broken["pooled"] is False and broken["df"] == 2
+    for lr in ("1e-03", "1e-02", "1e-01"):
+        kept = summaries[lr][settings]["metrics"]["clip_i"]
+        before = calm[lr][settings]["metrics"]["clip_i"]
+        assert kept["pooled"] is True and kept["df"] == 6
+        assert kept["allowed"] < 0.1
+        assert kept["allowed"] < before["allowed"] * 1.5

@@ -34,6 +34,8 @@ the allowance is the one-sided 99% prediction bound for one new seed,
 where n is the number of seeds at this lr and s_pooled the within-lr standard deviation pooled
 over every lr of the file with two or more seeds at the same settings (df = sum of n_i - 1): one
 spread per metric and stage, since three seeds alone give a poor estimate (t(0.99; 2) = 6.96).
+An lr whose spread is significantly larger than the others' (F test at OUTLIER_LEVEL, leaving
+it out: a break, where seeds collapse differently) is not pooled; it keeps its own spread and df.
 `distance` and `pivot_distance` are compared on a log scale (their spread grows with the lr).
 Two-sided metrics split FALSE_ALARM over both sides. A share never gets less than one sample's worth
 (1 / samples_per_prompt), so a spread of zero does not fail the next sample that changes. With
@@ -92,6 +94,8 @@ SHARE_METRICS = ("appearance", "edit_success", "edit_identity", "leakage")
 SETTINGS_WITHOUT_EFFECT = ("eval_every",)
 FALSE_ALARM = 0.01
 """The share of one metric's checks a new training seed fails by chance (one-sided)."""
+OUTLIER_LEVEL = 0.999
+"""An lr whose seed spread exceeds the other lrs' at this level keeps its own spread."""
 LOG_SCALE_METRICS = ("distance", "pivot_distance")
 
 _FIXED_TOLERANCES: dict[str, tuple[float, float, str]] = {
@@ -264,7 +268,7 @@ def summarise(entries: Mapping[str, Any]) -> dict[str, Any]:
         for seed, variants in by_seed.items():
             for settings, entry in variants.items():
                 groups.setdefault((lr, settings), []).append((int(seed), entry))
-    pooled: dict[tuple[str, str], list[float]] = {}
+    by_lr: dict[tuple[str, str], dict[str, tuple[float, int]]] = {}
     summaries: dict[str, dict[str, Any]] = {}
     for (lr, settings), items in sorted(groups.items()):
         sound = [entry for _, entry in items if entry["status"] == "ok"]
@@ -289,9 +293,7 @@ def summarise(entries: Mapping[str, Any]) -> dict[str, Any]:
                 "direction": stored[0]["direction"],
             }
             if n > 1:
-                acc = pooled.setdefault((settings, name), [0.0, 0])
-                acc[0] += squares
-                acc[1] += n - 1
+                by_lr.setdefault((settings, name), {})[lr] = (squares, n - 1)
         samples = CaseSpec.from_dict(items[0][1]["spec"]).eval.samples_per_prompt
         summaries.setdefault(lr, {})[settings] = {
             "seeds": sorted(seed for seed, _ in items),
@@ -299,21 +301,54 @@ def summarise(entries: Mapping[str, Any]) -> dict[str, Any]:
             "samples_per_prompt": samples,
             "metrics": metrics,
         }
-    for by_settings in summaries.values():
+    spreads = {key: _spreads(lrs) for key, lrs in by_lr.items()}
+    for lr, by_settings in summaries.items():
         for settings, summary in by_settings.items():
             for name, metric in summary["metrics"].items():
-                squares, df = pooled.get((settings, name), (0.0, 0))
+                own, pooled = spreads.get((settings, name), ({}, None))
+                spread, df, shared = own.get(lr) or pooled or (0.0, 0, False)
                 if df == 0:
-                    metric.update(pooled_sd=None, df=0, allowed=None)
+                    metric.update(pooled_sd=None, df=0, pooled=False, allowed=None)
                     continue
-                spread = math.sqrt(squares / df)
                 alpha = FALSE_ALARM / 2 if metric["direction"] == "both" else FALSE_ALARM
                 allowed = float(student_t.ppf(1 - alpha, df)) * spread
                 allowed *= math.sqrt(1 + 1 / metric["n"])
                 if name in SHARE_METRICS:
                     allowed = max(allowed, 1 / summary["samples_per_prompt"])
-                metric.update(pooled_sd=spread, df=int(df), allowed=allowed)
+                metric.update(pooled_sd=spread, df=int(df), pooled=shared, allowed=allowed)
     return summaries
+
+
+def _spreads(
+    by_lr: Mapping[str, tuple[float, int]],
+) -> tuple[dict[str, tuple[float, int, bool]], tuple[float, int, bool] | None]:
+    """Per lr (sum of squares, df) -> per lr (spread, df, pooled?) and the pooled spread. An lr
+    whose spread is significantly larger than the other lrs' (one-sided F test at
+    OUTLIER_LEVEL: a break, a seed that half-diverged) keeps its own spread and df; pooled with
+    the others it would widen every lr's allowance to its own."""
+    from scipy.stats import f as f_dist
+
+    outliers = set()
+    for lr, (squares, df) in by_lr.items():
+        rest = [value for other, value in by_lr.items() if other != lr]
+        rest_squares, rest_df = sum(v[0] for v in rest), sum(v[1] for v in rest)
+        if not rest_df or not squares:
+            continue
+        if not rest_squares:
+            outliers.add(lr)
+            continue
+        ratio = (squares / df) / (rest_squares / rest_df)
+        if ratio > float(f_dist.ppf(OUTLIER_LEVEL, df, rest_df)):
+            outliers.add(lr)
+    kept = [value for lr, value in by_lr.items() if lr not in outliers]
+    pooled_squares, pooled_df = sum(v[0] for v in kept), sum(v[1] for v in kept)
+    pooled = (math.sqrt(pooled_squares / pooled_df), pooled_df, True) if pooled_df else None
+    own = {
+        lr: (math.sqrt(squares / df), df, False)
+        for lr, (squares, df) in by_lr.items()
+        if lr in outliers or pooled is None
+    }
+    return own, pooled
 
 
 def load_file(path: Path) -> dict[str, Any] | None:
