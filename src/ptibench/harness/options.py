@@ -102,8 +102,8 @@ def add_executor_options(add) -> None:
         "--executor",
         choices=EXECUTORS,
         default="local",
-        help="local: in this session (and its xdist workers, -n); ray: as tasks on a Ray "
-        "cluster, this session the controller that writes the cache and the reports "
+        help="local: in this pytest process (and its xdist workers, -n); ray: as tasks on a Ray "
+        "cluster, this pytest run the controller that writes the cache and the reports "
         "(needs the ray extra: pip install 'ptibench[ray]')",
     )
     add(
@@ -111,7 +111,7 @@ def add_executor_options(add) -> None:
         default=None,
         metavar="ADDR",
         help="with --executor ray: auto (default: the cluster this machine belongs to, or "
-        "$RAY_ADDRESS), local (a private cluster on this machine, for this session), or the "
+        "$RAY_ADDRESS), local (a private cluster on this machine, for this pytest run), or the "
         "head's HOST:PORT",
     )
     add(

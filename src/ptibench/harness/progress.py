@@ -45,7 +45,7 @@ class CaseProgress:
     _case_ids: set[str] | None = None
 
     def case_id(self, nodeid: str) -> str | None:
-        """The case's parameter id when `nodeid` is one of this session's cases."""
+        """The case's parameter id when `nodeid` is one of this pytest run's cases."""
         if self.session.grid is None or not nodeid.endswith("]") or "[" not in nodeid:
             return None
         if self._case_ids is None:

@@ -378,7 +378,7 @@ def write_line(config, line: str) -> None:
 
 
 def session_cache_dir(opt, here: Path, is_worker: bool) -> Path | None:
-    """--ptibench-cache; with --no-cache, a fresh cache for this session, made by the controller
+    """--ptibench-cache; with --no-cache, a fresh cache for this pytest run, made by the controller
     and handed to the xdist workers through the environment (they start after it)."""
     root = here / opt.ptibench_cache if opt.ptibench_cache else None
     if not opt.no_cache or opt.lr_grid is None:
