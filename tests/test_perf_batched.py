@@ -1,7 +1,8 @@
 """The batched grid (training/batched.py) reproduces K sequential stage-1 runs over (lr, seed)
 pairs: the same final embeddings (float tolerance), losses and diverged step, each seed with its
-own data order and noise; and a batched-trained case comes out of the runner in the same form
-as a sequentially trained one."""
+own data order and noise; a seed's batch is the same computation whichever other seeds run
+beside it; and a batched-trained case comes out of the runner in the same form as a
+sequentially trained one."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import pytest
 import torch
 
 from ptibench.concept import load_concept
-from ptibench.models.loading import load_bundle
+from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.random_weights import write_random_world
-from ptibench.run.pretrain import pretrain
+from ptibench.run.cache import ResultCache
+from ptibench.run.pretrain import load_trained, pretrain
 from ptibench.spec import CaseSpec, EvalConfig
-from ptibench.training.batched import batchable, train_batched
+from ptibench.training.batched import batch_group_key, batchable, train_batched
 from ptibench.training.loop import StageContext, TrainingData
 from ptibench.training.methods import get_method
 
@@ -44,7 +46,13 @@ def test_batched_grid_matches_sequential_runs(setup, method_name):
         for lr in lrs
     ]
     sequential = [method.train("inversion", StageContext(s, concept, bundle, data)) for s in specs]
-    batched = train_batched(bundle, concept, data, specs, method)
+    batched = [
+        outcome
+        for seed in (0, 1)
+        for outcome in train_batched(
+            bundle, concept, data, [s for s in specs if s.seed == seed], method
+        )
+    ]
     assert [o.status for o in sequential][-1] == "diverged"
     # the seeds draw their own batches: same lr, other seed, other training
     assert not torch.equal(sequential[0].vector, sequential[len(lrs)].vector)
@@ -59,6 +67,32 @@ def test_batched_grid_matches_sequential_runs(setup, method_name):
             assert together.metrics.keys() == alone.metrics.keys()
             for name, value in alone.metrics.items():
                 assert together.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6)
+
+
+def test_a_batch_holds_one_seed():
+    spec = CaseSpec(stage="inversion", lr=1e-2)
+    assert batch_group_key(spec) == batch_group_key(spec.with_(lr=1.0))
+    assert batch_group_key(spec) != batch_group_key(spec.with_(seed=1))
+
+
+def test_a_seeds_cases_train_bitwise_alike_beside_other_seeds(setup, tmp_path):
+    """What makes seed 0 of a `--seeds 3` recording reproducible by a one-seed run."""
+    world = setup[0]
+    specs = [
+        CaseSpec(stage="inversion", lr=lr, seed=seed, world=world.name, steps=6)
+        for seed in (0, 1)
+        for lr in (1e-2, 1e-1)
+    ]
+    assert pretrain(specs, cache_dir=tmp_path / "both") == 4
+    assert pretrain(specs[:2], cache_dir=tmp_path / "one") == 2
+    version, method = world_version(world), get_method("pti")
+    for spec in specs[:2]:
+        vectors = []
+        for name in ("both", "one"):
+            cache = ResultCache(tmp_path / name)
+            outcome, _ = load_trained(cache, cache.entry(spec, version, method))
+            vectors.append(outcome.vector)
+        assert torch.equal(*vectors), spec.lr
 
 
 def test_only_default_loop_inversion_cases_are_batchable(setup):

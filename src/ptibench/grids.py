@@ -31,10 +31,11 @@ PRESETS: dict[str, dict[str, tuple[float, ...]]] = {
         "finetune": (1e-4, 1e-3, 1e-2),
         "finetune-full": (1e-6, 1e-5, 1e-4),
     },
-    # .ci/run's grid: a low and a high lr per stage of the default grid, so it is checked
-    # against the default grid's baselines
+    # .ci/run's grid, checked against the default grid's baselines: stage 1 whole (its lrs train
+    # in one batch, the same computation as seed 0 of the recording, so they reproduce it), and a
+    # low and a high lr of each stage-2 grid
     "ci": {
-        "inversion": (3e-2, 1.0),
+        "inversion": (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
         "finetune": (3e-4, 3e-3),
         "finetune-full": (1e-5, 1e-4),
     },

@@ -91,7 +91,7 @@ def _grid_lock(cache, specs, world_version: str, method):
 
 
 def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False) -> int:
-    """Train, batched, the inversion cases of `specs` that share everything but lr and seed and have
+    """Train, batched, the inversion cases of `specs` that share everything but lr and have
     neither a cached result nor a trained slot; leave their outcomes in the cache.
 
     Returns how many cases were trained here. Specs that cannot be batched are ignored (the
