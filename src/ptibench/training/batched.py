@@ -1,9 +1,8 @@
 """Stage 1 for a whole lr grid in one run: K placeholder vectors trained side by side.
 
-The K cases of a batched run differ only in their lr: one run is one training seed's lrs of a
-grid. Each case draws the batches, noise and timesteps its own run would draw (one BatchStream
-per case, seeded by its spec's seed). One step stacks the K sub-batches into one batch of K*B
-samples:
+The K cases of a batched run differ only in their lr and training seed. Each draws the batches,
+noise and timesteps its own run would draw (one BatchStream per case, seeded by its spec's
+seed). One step stacks the K sub-batches into one batch of K*B samples:
 the text encoder runs once over every (case, template) row with that case's vector spliced in,
 the UNet runs once over K*B samples, and the loss is the SUM of the K sub-batch means, so the
 gradient reaching vector k is exactly the gradient its own run computes. Each vector has its own
@@ -14,9 +13,10 @@ up to float rounding.
 
 That rounding depends on the batch: which vectors share it, and in which order. A 1000-step run
 amplifies last-bit differences into a different trajectory at lrs where training is chaotic, so
-a case's numbers are reproducible exactly when its batch is. Keeping each seed in a batch of its
-own makes seed 0 of a `--seeds 3` recording the same computation as seed 0 of a one-seed run of
-the same grid, so the main job reproduces its stored baselines instead of drawing anew.
+a case's numbers are reproducible exactly when its batch is. The grid runners therefore batch
+one training seed's lrs at a time (`batch_group_key`): seed 0 of a `--seeds 3` recording is then
+the same computation as seed 0 of a one-seed run of the same grid, and the main job reproduces
+its stored baselines instead of drawing anew.
 
 A vector that diverges stops at its step (recorded as in the sequential loop: a non-finite loss
 before the update, or an exploding/non-finite vector after it) and leaves the batch; the others
@@ -71,20 +71,25 @@ def batchable(spec, method) -> bool:
 
 
 def batch_group_key(spec) -> str:
-    """Specs with the same group key differ at most in lr (and share one batched run); each
-    training seed is a group of its own (see the module docstring)."""
+    """The grid runners' batches: specs with the same key differ at most in lr; each training
+    seed is a batch of its own (see the module docstring)."""
     return spec.with_(lr=0.0).key()
 
 
+def _batch_shape_key(spec) -> str:
+    return spec.with_(lr=0.0, seed=0).key()
+
+
 def train_batched(bundle, concept, data: TrainingData, specs, method, *, progress=False):
-    """Train stage 1 of every spec in `specs` (same everything but lr) in one batched run.
+    """Train stage 1 of every spec in `specs` (same everything but lr and seed) in one batched
+    run.
 
     Returns one TrainOutcome per spec, in order, as `inversion.train` would return it."""
     if not specs:
         return []
     first = specs[0]
-    if any(batch_group_key(s) != batch_group_key(first) for s in specs):
-        raise ValueError("train_batched needs specs that differ only in lr")
+    if any(_batch_shape_key(s) != _batch_shape_key(first) for s in specs):
+        raise ValueError("train_batched needs specs that differ only in lr and seed")
     initial = bundle.word_embedding(concept.initializer).to(bundle.device)
     run = _BatchedRun(bundle, data, specs, method, initial)
     bar = progress_bar(first.steps, f"inversion grid x{len(specs)}", progress)
