@@ -189,7 +189,7 @@ def test_unused_entries_are_reported_and_kept(pytester):
     result.assert_outcomes(passed=7)
     result.stdout.fnmatch_lines(
         [
-            "*2 stored baseline entries not used by this session's cases (kept*",
+            "*2 stored baseline entries not used by this run's cases (kept*",
             "*inversion.json: lr=1e-02 seed 0 (recorded with steps=10)",
             "*inversion.json: lr=5e-01 seed 0",
         ]

@@ -30,7 +30,7 @@ from ptibench.models.registry import resolve_world
 from ptibench.results import baselines
 from ptibench.run import runner as runner_module
 from ptibench.run.cache import ResultCache
-from ptibench.run.runner import CaseRun, run_case
+from ptibench.run.runner import CaseRun, case_metrics, run_case
 from ptibench.spec import CaseResult, CaseSpec
 from ptibench.training.methods import Method, get_method
 
@@ -203,8 +203,9 @@ def measured(run: CaseRun, outcome, change=None) -> CaseResult:
         evaluation = run.evaluate(vector, unet, False)
     finally:
         restore()
-    metrics = {"final_loss": outcome.final_loss, **evaluation.metrics, **outcome.metrics}
-    return CaseResult(spec=run.spec, status=outcome.status, metrics=metrics)
+    return CaseResult(
+        spec=run.spec, status=outcome.status, metrics=case_metrics(outcome, evaluation)
+    )
 
 
 def failing_metrics(comparison: baselines.Comparison) -> list[str]:

@@ -336,7 +336,7 @@ class PluginSession:
         if unused:
             lines.append(
                 f"{len(unused)} stored baseline entr{'y' if len(unused) == 1 else 'ies'} "
-                "not used by this session's cases (kept; remove them by hand if obsolete):"
+                "not used by this run's cases (kept; remove them by hand if obsolete):"
             )
             lines += [
                 f"  {entry.path}: lr={entry.lr} seed {entry.seed}"

@@ -377,10 +377,9 @@ def build_tables(cases: Iterable[Mapping[str, Any]]) -> list[TradeoffTable]:
         if len(keys) < 2:
             continue
         together = [case for key in keys for case in groups[key]]
-        key = (world, ALL_CONCEPTS, method, stage)
-        table = build_table(key, together, unit="concept x seed replicate")
-        table.key = (world, f"{ALL_CONCEPTS} ({len(keys)})", method, stage)
-        tables[key] = table
+        shown = (world, f"{ALL_CONCEPTS} ({len(keys)})", method, stage)
+        table = build_table(shown, together, unit="concept x seed replicate")
+        tables[(world, ALL_CONCEPTS, method, stage)] = table
     return [tables[key] for key in sorted(tables, key=order)]
 
 

@@ -74,6 +74,18 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def case_metrics(outcome: TrainOutcome, evaluation) -> dict[str, float]:
+    """A case's metrics: the training's final loss, the evaluation's readings (None: not
+    evaluated) and the training's own metrics (distances), finite ones only."""
+    metrics: dict[str, float] = {}
+    if outcome.final_loss is not None:
+        metrics["final_loss"] = outcome.final_loss
+    if evaluation is not None:
+        metrics.update(evaluation.metrics)
+        metrics.update(outcome.metrics)
+    return {name: float(value) for name, value in metrics.items() if math.isfinite(value)}
+
+
 @dataclass
 class CaseRun:
     """One case being computed: what it was asked (spec, world, concept, method), where it
@@ -112,16 +124,14 @@ class CaseRun:
             quiet = lambda vector, unet: self.evaluate(vector, unet, False)  # noqa: E731
             tracker = Tracker(self.spec, self.bundle, self.concept, quiet, self.world.oracle)
         outcome = self.train(tracker)
-        metrics: dict[str, float] = {}
-        if outcome.final_loss is not None and math.isfinite(outcome.final_loss):
-            metrics["final_loss"] = outcome.final_loss
-        artifacts, evaluation = self.measure(outcome, metrics)
+        artifacts, evaluation = self.measure(outcome)
+        metrics = case_metrics(outcome, evaluation)
         env = environment(self.spec, self.world, self.version, self.method, self.bundle.device)
         env["notes"] = list(self.concept.notes) + list(notes)
         return CaseResult(
             spec=self.spec,
             status=outcome.status,
-            metrics={k: float(v) for k, v in metrics.items() if math.isfinite(v)},
+            metrics=metrics,
             diverged_at=outcome.diverged_at,
             timings=self.timings,
             peak_memory_mb=_peak_memory_mb(self.bundle.device),
@@ -204,7 +214,7 @@ class CaseRun:
         timings["batched_train_s"] = 0.0
         return outcome
 
-    def measure(self, outcome: TrainOutcome, metrics: dict[str, float]):
+    def measure(self, outcome: TrainOutcome):
         """Evaluate a sound outcome and write its artifacts; (artifacts, evaluation or None)."""
         spec, staging, placeholder = self.spec, self.staging, self.concept.placeholder
         self.timings["eval_s"] = 0.0
@@ -223,8 +233,6 @@ class CaseRun:
         clock = time.perf_counter()
         evaluation = self.evaluate(outcome.vector, outcome.unet, self.progress)
         self.timings["eval_s"] = time.perf_counter() - clock
-        metrics.update(evaluation.metrics)
-        metrics.update(outcome.metrics)
         try:
             if outcome.lora:
                 artifacts["lora"] = str(save_lora(outcome.unet, staging))
