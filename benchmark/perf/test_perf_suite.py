@@ -2,9 +2,10 @@
 
 Times on the tiny world: a stage-1 step, a stage-2 (LoRA) step, sampling, one full case, the
 reference textual-inversion loop side by side with ptibench's stage 1 (eager, and with the
-training UNet compiled: the compile timed apart), and the batched lr grid side by side with K
-sequential runs; peak memory is the process's max RSS. The compiled side's first call builds
-inductor's kernels when its on-disk cache is cold (minutes), loads them when warm (seconds).
+training UNet compiled: the compile timed apart), the batched lr grid side by side with K
+sequential runs, and K stacked LoRA adapters side by side with K sequential stage-2 runs; peak
+memory is the process's max RSS. The compiled side's first call builds inductor's kernels when
+its on-disk cache is cold (minutes), loads them when warm (seconds).
 Short runs (a few steps; PTIBENCH_PERF_STEPS overrides) whose per-step figures are extrapolated
 to the default 1000 steps: the extrapolations are estimates and say so. Nothing here asserts a
 wall time. Ratios are measured in one process, the two sides alternating (A B A B), so machine
@@ -19,7 +20,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import FIGURES, perf_steps, record
+from conftest import FIGURES, peak_rss_mb, perf_steps, record
 from reference_loop import ReferenceLoop
 
 from ptibench.spec import CaseSpec, EvalConfig
@@ -27,10 +28,12 @@ from ptibench.training.batched import train_batched
 from ptibench.training.compiling import COMPILE_ENV
 from ptibench.training.loop import StageContext
 from ptibench.training.methods import get_method
+from ptibench.training.stacked_lora import train_stacked
 
 DEFAULT_STEPS = 1000
 INVERSION_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the plugin's default preset
-FINETUNE_GRID = 6
+FINETUNE_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the plugin's default preset
+FINETUNE_GRID = len(FINETUNE_LRS)
 ROUNDS = 2
 
 
@@ -307,6 +310,60 @@ def test_batched_grid_vs_sequential(benchmark, perf_setup):
         max_abs_vector_diff=f"{worst:.2e}",
     )
     print(f"\nbatched grid speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
+
+
+def test_stacked_lora_vs_sequential(benchmark, perf_setup):
+    """The default LoRA grid (6 lrs): K sequential stage-2 runs vs one stacked run (K adapters
+    over one frozen UNet), alternating. Peak RSS is the process's maximum so far, so the figure
+    after the first stacked run includes the sequential side's peak before it."""
+    world, bundle, concept, _, data = perf_setup
+    steps = perf_steps(10)
+    method = get_method("pti")
+    pivot = bundle.word_embedding(concept.initializer)
+    specs = [spec_for(world, stage="finetune", lr=lr, steps=steps) for lr in FINETUNE_LRS]
+    times: dict[str, list[float]] = {"sequential": [], "stacked": []}
+    results, rss = {}, {}
+
+    def sequential():
+        return [
+            method.train("finetune", StageContext(s, concept, bundle, data, pivot=pivot))
+            for s in specs
+        ]
+
+    def both():
+        for _ in range(ROUNDS):
+            seconds, results["sequential"] = timed(sequential)
+            times["sequential"].append(seconds)
+            rss.setdefault("sequential", peak_rss_mb())
+            seconds, results["stacked"] = timed(
+                lambda: train_stacked(bundle, concept, data, specs, method, pivot)
+            )
+            times["stacked"].append(seconds)
+            rss.setdefault("stacked", peak_rss_mb())
+
+    with torch.random.fork_rng(devices=[]):
+        once(benchmark, both)
+    ratio = sum(times["sequential"]) / sum(times["stacked"])
+    worst = 0.0
+    for alone, together in zip(results["sequential"], results["stacked"], strict=True):
+        if alone.status == together.status == "ok":
+            ours = dict(together.unet.named_parameters())
+            for name, weight in alone.unet.named_parameters():
+                if ".lora_" in name:
+                    worst = max(worst, float((weight - ours[name]).abs().max()))
+    record(
+        benchmark,
+        "stacked_lora_vs_sequential",
+        k=len(specs),
+        steps=steps,
+        sequential_s=round(sum(times["sequential"]) / ROUNDS, 2),
+        stacked_s=round(sum(times["stacked"]) / ROUNDS, 2),
+        speedup_sequential_over_stacked=round(ratio, 2),
+        peak_rss_after_first_sequential_mb=round(rss["sequential"], 1),
+        peak_rss_after_first_stacked_mb=round(rss["stacked"], 1),
+        max_abs_lora_weight_diff=f"{worst:.2e}",
+    )
+    print(f"\nstacked LoRA speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
 
 
 def test_zz_default_grid_estimate(benchmark):
