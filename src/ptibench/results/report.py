@@ -89,7 +89,7 @@ def timing_line(document: Mapping[str, Any]) -> str:
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
     total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)
     shared = (
-        f" ({sum(batched):.0f} s of it one batched stage-1 run for {len(batched)} cases)"
+        f" ({sum(batched):.0f} s of it stage 1 trained batched, {len(batched)} cases)"
         if batched
         else ""
     )
