@@ -33,4 +33,4 @@ def test_real_cases_record_then_reproduce_their_baselines(pytester, tmp_path_fac
     assert [case["status"] for case in document["cases"]] == ["ok"] * 4
     assert not any(case["from_cache"] for case in document["cases"])
     samples = sorted(p.name for p in (pytester.path / "out-2" / "samples").iterdir())
-    assert "inversion-pti-lr=1e+00-seed0-samples.png" in samples
+    assert "yellow-ring-inversion-pti-lr=1e+00-seed0-samples.png" in samples

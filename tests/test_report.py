@@ -7,6 +7,7 @@ import json
 from test_plugin_support import make_project, run, subprocess_pythonpath
 
 from ptibench.harness.cli import main
+from ptibench.results.report import collect_artifacts
 
 pytest_plugins = ["pytester"]
 
@@ -88,11 +89,31 @@ def test_sample_grids_are_copied(pytester):
         "out",
     )
     copied = list((pytester.path / "out" / "samples").iterdir())
-    assert [p.name for p in copied] == ["inversion-pti-lr=1e-02-seed0-samples.png"]
+    assert [p.name for p in copied] == ["yellow-ring-inversion-pti-lr=1e-02-seed0-samples.png"]
     assert (
-        "samples/inversion-pti-lr=1e-02-seed0-samples.png"
+        "samples/yellow-ring-inversion-pti-lr=1e-02-seed0-samples.png"
         in (pytester.path / "out" / "tradeoff.md").read_text()
     )
+
+
+def test_cases_of_two_concepts_keep_their_own_artifacts(tmp_path):
+    grids = {}
+    for concept in ("yellow-ring", "green-star"):
+        grids[concept] = tmp_path / f"{concept}.png"
+        grids[concept].write_bytes(concept.encode())
+    cases = [
+        {
+            "spec": {"concept": c, "stage": "inversion", "method": "pti", "lr": 1e-2, "seed": 0},
+            "artifacts": {"samples": str(grid)},
+        }
+        for c, grid in grids.items()
+    ]
+    out = tmp_path / "out"
+    for case in cases:
+        collect_artifacts(out, case)
+    placed = [out / case["artifacts"]["samples"] for case in cases]
+    assert len(set(placed)) == 2
+    assert [p.read_bytes() for p in placed] == [b"yellow-ring", b"green-star"]
 
 
 def test_killed_session_keeps_finished_cases(pytester, monkeypatch):

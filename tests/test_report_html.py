@@ -264,7 +264,7 @@ def test_html_report_loads_offline_in_a_headless_browser(tmp_path):
     grids = [img for img in page.images if "sample-grid" in (img.get("class") or "")]
     assert len(grids) == len(CURVE)
     assert all(img["src"].startswith("data:image/png;base64,") for img in grids)
-    assert 'href="artifacts/finetune-pti-lr=1e-02-seed0/lora"' in dumped.stdout
+    assert 'href="artifacts/yellow-ring-finetune-pti-lr=1e-02-seed0/lora"' in dumped.stdout
     assert 'class="broken"' in dumped.stdout and 'class="knee"' in dumped.stdout
 
     shot = tmp_path / "shot.png"

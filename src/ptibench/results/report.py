@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptibench.io import atomic_copy, atomic_write_text, ensure_dir
+from ptibench.results.baselines import path_part
 from ptibench.results.document import load_results, write_results
 from ptibench.results.figures import new_figure, save_figure
 from ptibench.results.html import HTML_REPORT, write_html
@@ -29,7 +30,7 @@ from ptibench.results.tradeoff import (
     table_cells,
     tabulated,
 )
-from ptibench.spec import DEFAULT_METHOD, METRICS, lr_key
+from ptibench.spec import DEFAULT_CONCEPT, DEFAULT_METHOD, METRICS, lr_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -145,8 +146,10 @@ def markdown(document: Mapping[str, Any]) -> str:
 
 
 def case_label(spec: Mapping[str, Any]) -> str:
-    """The file-name stem of a case's copied artifacts: stage, method, lr and seed."""
-    return f"{spec['stage']}-{spec['method']}-lr={lr_key(spec['lr'])}-seed{spec['seed']}"
+    """The file-name stem of a case's copied artifacts: concept, stage, method, lr and seed (a
+    run with several concepts holds cases that differ in the concept alone)."""
+    stem = f"{spec['stage']}-{spec['method']}-lr={lr_key(spec['lr'])}-seed{spec['seed']}"
+    return f"{path_part(spec.get('concept', DEFAULT_CONCEPT))}-{stem}"
 
 
 def _link_or_copy(source: str, target: str) -> None:
