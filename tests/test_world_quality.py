@@ -177,7 +177,7 @@ def test_pipeline_follows_background_colour_and_shape(request, weights, expected
 
 @pytest.mark.parametrize(("weights", "expected"), EXPECTED)
 def test_pipeline_meets_the_position_bar(request, weights, expected):
-    """See README, "Position": the layout path (fourth session) took 0.13 to 0.89."""
+    """See README, "Position": the layout path takes position from 0.13 to 0.89."""
     measured = request.getfixturevalue(FOLLOWING[weights])
     assert meets_position_bar(measured) is expected, measured
 

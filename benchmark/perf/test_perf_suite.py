@@ -371,7 +371,7 @@ def test_zz_default_grid_estimate(benchmark):
     estimated from the figures above (not run: say so when quoting it)."""
     needed = ("stage1_step", "stage2_step", "full_case")
     if any(name not in FIGURES for name in needed):
-        pytest.skip("needs the stage-1, stage-2 and full-case figures of this session")
+        pytest.skip("needs the stage-1, stage-2 and full-case figures of this run")
     s1 = FIGURES["stage1_step"]["s_per_step"]
     s2 = FIGURES["stage2_step"]["s_per_step"]
     evaluation = FIGURES["full_case"]["eval_s"]

@@ -43,8 +43,8 @@ from ptibench.training.loop import (
     TrainOutcome,
     exploded,
     explosion_limit,
-    is_finite,
     progress_bar,
+    sound_total,
 )
 from ptibench.training.methods import Method
 
@@ -155,15 +155,12 @@ class _BatchedRun:
         losses = self.losses()
         terms, live = [], []
         for row, k in enumerate(self.active):
-            value = losses[row].detach().item()
             vector = self.vectors[k]
             extra = self.method.regulariser("inversion", vector=vector, initial=self.initial)
-            total = losses[row] if extra is None else losses[row] + extra
-            if not is_finite(value) or not is_finite(total):
-                self.outcomes[k].mark_diverged(step)
-                continue
-            terms.append(total)
-            live.append((k, value))
+            sound = sound_total(losses[row], extra, self.outcomes[k], step)
+            if sound is not None:
+                terms.append(sound[0])
+                live.append((k, sound[1]))
         if terms:
             for k, _ in live:
                 self.optimizers[k].zero_grad(set_to_none=True)

@@ -139,14 +139,25 @@ def exploded(vector: torch.Tensor, limit: float) -> bool:
     return not is_finite(vector) or float(vector.norm()) > limit
 
 
-def take_step(loss, extra, optimizer, outcome: TrainOutcome, step: int) -> bool:
-    """One optimizer step on `loss` plus the method's regulariser `extra`, the loss recorded.
-    A non-finite loss marks the outcome diverged at `step` before any update; returns False."""
+def sound_total(loss, extra, outcome: TrainOutcome, step: int):
+    """(loss plus the method's regulariser `extra`, the loss's value), or None when either is
+    not finite: the outcome is then marked diverged at `step`, before any update. One rule for
+    the single-case loop and the batched runs."""
     value = loss.detach().item()
     total = loss if extra is None else loss + extra
     if not is_finite(value) or not is_finite(total):
         outcome.mark_diverged(step)
+        return None
+    return total, value
+
+
+def take_step(loss, extra, optimizer, outcome: TrainOutcome, step: int) -> bool:
+    """One optimizer step on `loss` plus the method's regulariser `extra`, the loss recorded.
+    A non-finite loss marks the outcome diverged at `step` before any update; returns False."""
+    sound = sound_total(loss, extra, outcome, step)
+    if sound is None:
         return False
+    total, value = sound
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()

@@ -41,6 +41,7 @@ from ptibench.training.loop import (
     TrainOutcome,
     is_finite,
     progress_bar,
+    sound_total,
 )
 
 STAGE = "finetune"
@@ -235,14 +236,10 @@ class _StackedRun:
         losses = self.losses()
         terms, live = [], []
         for row, k in enumerate(self.active):
-            value = losses[row].detach().item()
-            extra = self.method.regulariser(STAGE)
-            total = losses[row] if extra is None else losses[row] + extra
-            if not is_finite(value) or not is_finite(total):
-                self.outcomes[k].mark_diverged(step)
-                continue
-            terms.append(total)
-            live.append((k, value))
+            sound = sound_total(losses[row], self.method.regulariser(STAGE), self.outcomes[k], step)
+            if sound is not None:
+                terms.append(sound[0])
+                live.append((k, sound[1]))
         if terms:
             for layer in self.layers:
                 layer.lora_A.grad = layer.lora_B.grad = None
