@@ -7,8 +7,10 @@ never touched), while the file exists:
 
 - `kill@LR`: the process running the case is SIGKILLed (a worker lost mid-case);
 - `raise@LR`: the case raises;
-- `stall@LR`: the first attempt writes `stalled <its Ray node>` into the file and waits to be
-  killed with its node; a retry finds that note and computes normally.
+- `stall@LR`: the first attempt writes `stalled <its Ray node>` into the file and waits (up to
+  STALL_S) to be killed with its node or its cluster; a retry finds that note and computes
+  normally. STALL_S outlasts any test's wait: a stall that ends on its own lands its case in the
+  cache while the test still expects it missing (seen on a loaded machine with 120 s).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from ptibench.training.methods import PTI
 
 FAULT_FILE = "RAY_TEST_FAULT_FILE"
+STALL_S = 900
 
 
 class Flaky(PTI):
@@ -49,4 +52,4 @@ def inject(lr: float) -> None:
         note = path.with_name(path.name + ".tmp")
         note.write_text(f"stalled {ray.get_runtime_context().get_node_id()}")
         os.replace(note, path)
-        time.sleep(120)
+        time.sleep(STALL_S)

@@ -89,7 +89,11 @@ def own_imports(path: Path) -> list[tuple[str, str, bool]]:
     return found
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+FIXTURES = PACKAGE / "fixtures"
+"""Data the package ships (the world folder carries its UNet's code as a diffusers component)."""
+MODULES = {
+    module_name(p): p for p in sorted(PACKAGE.rglob("*.py")) if not p.is_relative_to(FIXTURES)
+}
 ALL_MODULES = set(MODULES)
 
 

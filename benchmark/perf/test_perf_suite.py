@@ -14,14 +14,20 @@ noise hits both alike.
 
 from __future__ import annotations
 
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import FIGURES, peak_rss_mb, perf_steps, record
 from reference_loop import ReferenceLoop
+from safetensors.torch import load_file
 
 from ptibench.spec import CaseSpec, EvalConfig
 from ptibench.training.batched import train_batched
@@ -364,6 +370,106 @@ def test_stacked_lora_vs_sequential(benchmark, perf_setup):
         max_abs_lora_weight_diff=f"{worst:.2e}",
     )
     print(f"\nstacked LoRA speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
+
+
+DIFFUSERS_CHECKOUT_ENV = "PTIBENCH_DIFFUSERS_CHECKOUT"
+DIFFUSERS_SCRIPT = Path("examples") / "textual_inversion" / "textual_inversion.py"
+SCRIPT_WARMUP_STEPS = 10
+
+
+def diffusers_script() -> Path:
+    """diffusers' own textual-inversion example, from the checkout the environment names."""
+    checkout = os.environ.get(DIFFUSERS_CHECKOUT_ENV)
+    if not checkout:
+        pytest.skip(f"set {DIFFUSERS_CHECKOUT_ENV} to a diffusers checkout to time its script")
+    script = Path(checkout) / DIFFUSERS_SCRIPT
+    if not script.is_file():
+        pytest.skip(f"{DIFFUSERS_CHECKOUT_ENV}={checkout} has no {DIFFUSERS_SCRIPT}")
+    return script
+
+
+def run_diffusers_script(script, world, bundle, concept, spec, steps: int, out: Path) -> float:
+    """Wall seconds of one run of the script on the world's folder (fp32, no mixed precision),
+    at ptibench's batch, lr and resolution; its embedding is checked finite."""
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    for image in concept.images:
+        shutil.copyfile(image.file, data / image.file.name)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    args = [
+        sys.executable, str(script),
+        "--pretrained_model_name_or_path", str(world.pipeline),
+        "--train_data_dir", str(data),
+        "--placeholder_token", concept.placeholder,
+        "--initializer_token", concept.initializer,
+        "--resolution", str(bundle.resolution),
+        "--train_batch_size", str(spec.batch_size),
+        "--learning_rate", str(spec.lr),
+        "--lr_scheduler", "constant", "--lr_warmup_steps", "0",
+        "--max_train_steps", str(steps),
+        "--seed", "0", "--dataloader_num_workers", "0", "--mixed_precision", "no",
+        "--save_steps", "1000000", "--checkpointing_steps", "1000000",
+        "--output_dir", str(out / f"run-{steps}"),
+    ]  # fmt: skip
+    seconds, done = timed(
+        lambda: subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    embeds = load_file(out / f"run-{steps}" / "learned_embeds.safetensors")
+    assert all(torch.isfinite(v).all() for v in embeds.values()), "the script trained to nan"
+    return seconds
+
+
+def test_diffusers_script_vs_ptibench(benchmark, perf_setup, tmp_path):
+    """diffusers' examples/textual_inversion/textual_inversion.py itself (not copied here: a
+    checkout named by PTIBENCH_DIFFUSERS_CHECKOUT) against ptibench's stage 1, per step, side
+    by side. The script's per-step time is the difference of two runs' wall times (10 and 10 + N
+    steps), so its loading and saving cancel; ptibench's is one case alone and one case's share
+    of the batched default grid. The script trains the stock UNet class (no layout path: a
+    slightly cheaper forward than ptibench's) and a 49k-row embedding table with AdamW."""
+    script = diffusers_script()
+    world, bundle, concept, _, data = perf_setup
+    steps = perf_steps(50)
+    method = get_method("pti")
+    spec = spec_for(world, steps=steps)
+    grid = [spec.with_(lr=lr) for lr in INVERSION_GRID]
+    times: dict[str, list[float]] = {"script": [], "ptibench": [], "batched": []}
+
+    def script_run(n: int) -> float:
+        return run_diffusers_script(script, world, bundle, concept, spec, n, tmp_path / f"n{n}")
+
+    def alternate():
+        for _ in range(ROUNDS):
+            short, long = script_run(SCRIPT_WARMUP_STEPS), script_run(SCRIPT_WARMUP_STEPS + steps)
+            times["script"].append((long - short) / steps)
+            seconds, _ = timed(
+                lambda: method.train("inversion", StageContext(spec, concept, bundle, data))
+            )
+            times["ptibench"].append(seconds / steps)
+            seconds, _ = timed(lambda: train_batched(bundle, concept, data, grid, method))
+            times["batched"].append(seconds / (steps * len(grid)))
+
+    once(benchmark, alternate)
+    per_step = {k: statistics.fmean(v) for k, v in times.items()}
+    record(
+        benchmark,
+        "diffusers_script_vs_ptibench",
+        steps=steps,
+        batch=spec.batch_size,
+        script_s_per_step=round(per_step["script"], 4),
+        ptibench_s_per_step=round(per_step["ptibench"], 4),
+        ptibench_batched_s_per_case_step=round(per_step["batched"], 4),
+        ratio_script_over_ptibench=round(per_step["script"] / per_step["ptibench"], 2),
+        ratio_script_over_ptibench_batched_per_case=round(
+            per_step["script"] / per_step["batched"], 2
+        ),
+    )
+    print(
+        f"\ndiffusers' textual_inversion.py / ptibench per step: "
+        f"{per_step['script'] / per_step['ptibench']:.2f}x alone, "
+        f"{per_step['script'] / per_step['batched']:.2f}x per case of the batched grid"
+    )
+    assert min(times["script"]) > 0, "the longer script run was not slower: no per-step figure"
 
 
 def test_zz_default_grid_estimate(benchmark):

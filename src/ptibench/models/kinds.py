@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from ptibench.errors import PtibenchError
-from ptibench.world import layout_unet  # noqa: F401  (the tiny world's UNet class, for diffusers)
 
 KINDS = {
     "StableDiffusionPipeline": "sd",

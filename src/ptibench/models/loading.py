@@ -25,6 +25,7 @@ from ptibench.models.config import WorldConfig
 from ptibench.models.kinds import pipeline_class, pipeline_kwargs
 from ptibench.models.registry import resolve_world
 from ptibench.models.sdxl import SDXLBundle
+from ptibench.world.packaging import own_components
 
 
 @functools.lru_cache(maxsize=64)
@@ -138,6 +139,7 @@ def _load_pipeline(config: WorldConfig):
                 dtype=config.torch_dtype(),
                 local_files_only=True,
                 **pipeline_kwargs(config.kind),
+                **own_components(path, config.torch_dtype()),
             )
     except (OSError, ValueError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

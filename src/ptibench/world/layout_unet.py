@@ -9,9 +9,8 @@ a one-channel map at the latent size, scaled per channel and added to `conv_in`'
 
 Extra tensors in the checkpoint: `layout.weight`, `layout.bias`, `layout_scale`; everything else
 is a stock UNet2DConditionModel, so LoRA, textual inversion and the diffusers pipelines work
-unchanged. diffusers records the class by module path in `model_index.json` and resolves only
-modules already imported, so import this module before `StableDiffusionPipeline.from_pretrained`
-(ptibench's loaders do).
+unchanged. The world's folder carries a copy of this file as a diffusers custom component
+(`unet/layout_unet.py`, see `packaging`), so it imports nothing of ptibench.
 """
 
 from __future__ import annotations

@@ -11,10 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ptibench.world import (
-    layout_unet,  # noqa: F401  (its UNet class, for diffusers)
-    oracle,
-)
+from ptibench.world import oracle, packaging
 from ptibench.world.components import CLIP_MODEL_NAME
 from ptibench.world.dataset import render_set, to_model_range
 from ptibench.world.render import COLOURS, Attributes, describe, render, sample_attributes
@@ -38,10 +35,7 @@ class PromptFollowing:
 
 
 def load_pipeline(world: Path):
-    from diffusers import StableDiffusionPipeline
-
-
-    pipe = StableDiffusionPipeline.from_pretrained(world / "pipeline", torch_dtype=torch.float32)
+    pipe = packaging.load_pipeline(world / "pipeline")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -66,6 +60,30 @@ def full_prompt(attrs: Attributes) -> str:
     )
 
 
+HELD_OUT_PHRASINGS = (
+    "{background} background, {size} {colour} {shape} on the {position}",
+    "on the {position} side: a {size} {colour} {shape} against {background}",
+    "there is a {size} {colour} {shape} to the {position} of a {background} picture",
+    "a {background} background with a {size} {colour} {shape} in the {position}",
+    "{position}: {colour} {shape}, {size}, on {background}",
+    "{size} {shape} in {colour}, {position} side, {background} backdrop",
+)
+"""Phrasings and word orders no training caption uses (training captions are `render.caption`:
+"a [size] [colour] shape [on a B background] [at the P]", the last two in either order): prompt
+following under rewording, as a user words a prompt. Never used to train the world."""
+
+
+def phrased_prompt(attrs: Attributes, template: str) -> str:
+    """`attrs` in a held-out phrasing (a HELD_OUT_PHRASINGS template)."""
+    return template.format(
+        shape=attrs.shape,
+        size=attrs.size,
+        colour=attrs.colour,
+        background=attrs.background,
+        position=attrs.position,
+    )
+
+
 def score_images(images, combos: list[Attributes]) -> PromptFollowing:
     """Share of images in which the oracle reads back each attribute of its prompt."""
     readings = [oracle.read(img) for img in images]
@@ -81,10 +99,15 @@ def score_images(images, combos: list[Attributes]) -> PromptFollowing:
 
 
 def measure_prompt_following(
-    pipe, n_prompts: int = 64, seed: int = 0, batch: int = 64
+    pipe, n_prompts: int = 64, seed: int = 0, batch: int = 64, template: str | None = None
 ) -> PromptFollowing:
+    """Oracle readings of one sample per held-out combination, worded as in training (`template`
+    None) or in a held-out phrasing."""
     combos = held_out_prompts(n_prompts)
-    prompts = [full_prompt(a) for a in combos]
+    if template is None:
+        prompts = [full_prompt(a) for a in combos]
+    else:
+        prompts = [phrased_prompt(a, template) for a in combos]
     images = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]

@@ -15,6 +15,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from . import components
+from .packaging import package_pipeline
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
 
 
 def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
-    """Write a diffusers StableDiffusionPipeline folder atomically (fp16 weights)."""
+    """Write a diffusers StableDiffusionPipeline folder atomically (fp16 weights, loading in
+    float32; see `packaging`)."""
     pipe = StableDiffusionPipeline(
         vae=copy.deepcopy(vae).half(),
         text_encoder=copy.deepcopy(text_encoder).half(),
@@ -86,6 +88,7 @@ def save_pipeline(out: Path, vae, text_encoder, tokenizer, unet) -> None:
     tmp = out / "pipeline.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp, safe_serialization=True)
+    package_pipeline(tmp)
     final = out / "pipeline"
     old = out / "pipeline.old"
     shutil.rmtree(old, ignore_errors=True)

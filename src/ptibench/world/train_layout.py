@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
 from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update, merge_manifest, save_pipeline
@@ -24,6 +23,7 @@ from ptibench.world.train_t2i import (
 
 from . import components
 from .layout_unet import add_layout
+from .packaging import load_pipeline
 from .render import POSITIONS
 
 
@@ -76,7 +76,7 @@ def train_layout(out: Path, config: TrainConfig) -> dict:
     against the caption's position map. Starts from the saved pipeline, so it is the same
     whether run right after `train_text_to_image` or later."""
     torch.manual_seed(config.seed + 4)
-    pipe = StableDiffusionPipeline.from_pretrained(out / "pipeline", torch_dtype=torch.float32)
+    pipe = load_pipeline(out / "pipeline")
     vae, text_encoder, tokenizer = pipe.vae, pipe.text_encoder, pipe.tokenizer
     text_encoder.requires_grad_(False)
     unet = add_layout(pipe.unet)
