@@ -110,6 +110,24 @@ class CaseRunner:
         wanted = ["--update-baselines", "--force"] if force else ["--update-baselines"]
         return "pytest " + shlex.join([*args, *wanted])
 
+    def _confirm(self, found, result, first):
+        """Train the case again with a fresh seed: None (the case is published as passed) when
+        that seed does not fail one of the same metrics, else (seed, its comparison)."""
+        seed = baselines.confirmation_seed(result.spec.seed)
+        again = baselines.compare(
+            found.entry, self.run(result.spec.with_(seed=seed)), found.summary
+        )
+        if baselines.confirmed(first, again):
+            return seed, again
+        where = ", ".join(first.failed) or "its status"
+        self._publish(
+            result,
+            "passed",
+            f"outside the seed spread on {where}; a fresh seed ({seed}) is not: a new draw, "
+            "not a regression",
+        )
+        return None
+
     def check(self, result) -> None:
         """Pass, fail with the comparison table, or (with --update-baselines) record it. A case
         without a baseline of its own passes with a note (beside the reference method's
@@ -141,12 +159,27 @@ class CaseRunner:
                 )
             return
         comparison = baselines.compare(found.entry, result, found.summary)
+        fresh = None
+        if (
+            not comparison.passed
+            and found.summary is not None
+            and self.config.option.ptibench_confirm
+        ):
+            fresh = self._confirm(found, result, comparison)
+            if fresh is None:
+                return
         note = comparison.status_note
         if comparison.improved:
             note = f"better than the baseline: {', '.join(comparison.improved)}"
         self._publish(result, "passed" if comparison.passed else "failed", note)
         if not comparison.passed:
             table = baselines.format_rows(comparison.rows) if comparison.rows else ""
+            if fresh is not None:
+                seed, again = fresh
+                table += f"\nconfirmed by a fresh seed ({seed}):" + (
+                    f" {again.status_note}" if again.status_note else ""
+                )
+                table += f"\n{baselines.format_rows(again.rows)}" if again.rows else ""
             now = recorded_context(self.config, result)
             recorded = found.entry.get("recorded", {})
             changed = baselines.what_changed(recorded, now)

@@ -46,6 +46,14 @@ def add_session_options(add) -> None:
         "method version, device, dtype or compiled training",
     )
     add(
+        "--ptibench-no-confirm",
+        dest="ptibench_confirm",
+        action="store_false",
+        default=True,
+        help="report a case outside its seed spread at once; by default it is trained again "
+        "with a fresh seed and fails only if that seed fails one of the same metrics",
+    )
+    add(
         "--ptibench-strict",
         action="store_true",
         default=False,

@@ -80,8 +80,9 @@ def pytest_ptibench_run_case(spec, config):
     """The default implementation: the batched stage-1 grid first (under a per-grid file lock:
     one worker trains it, the others then read their embeddings from the cache), then the case."""
     plugin = config.stash[SESSION]
-    if plugin.executor is not None:  # --executor ray: submitted at collection, imported here
-        return plugin.executor.result(spec)
+    if plugin.executor is not None and spec in plugin.grid_specs:
+        return plugin.executor.result(spec)  # --executor ray: submitted at collection
+    # a case off the grid (a confirmation's fresh seed) runs here, on the controller under Ray
     progress = False if plugin.is_worker else None
     if spec.stage == "inversion":
         group = [
