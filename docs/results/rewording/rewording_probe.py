@@ -43,13 +43,7 @@ def interval(share: float, n: int) -> list[float]:
 @torch.no_grad()
 def map_reading(pipe, prompts: list[str]) -> list[str]:
     """The position the layout map points at, per prompt ('none' when it points nowhere)."""
-    ids = pipe.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
+    ids = quality.prompt_ids(pipe, prompts)
     maps = pipe.unet.layout_map(pipe.text_encoder(ids)[0]).flatten(1)
     size = pipe.unet.config.sample_size
     names = list(POSITIONS)

@@ -123,6 +123,17 @@ def measure_prompt_following(
     return score_images(images, combos)
 
 
+def prompt_ids(pipe, prompts: list[str]) -> torch.Tensor:
+    """Token ids [B, L] of `prompts`, padded to the text encoder's length."""
+    return pipe.tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=pipe.tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
 @torch.no_grad()
 def word_sensitivity(
     pipe, template: str, words: list[str], timestep: int = 999, seed: int = 0
@@ -132,15 +143,7 @@ def word_sensitivity(
     on the same starting noise. At t = T the input is pure noise, so the prediction is the
     prompt's mean image: a word the model follows must move it (the shipped world: colour words
     by ~26, position words by ~0.2, see README "Known gap")."""
-    prompts = [template.format(word) for word in words]
-    ids = pipe.tokenizer(
-        prompts,
-        padding="max_length",
-        max_length=pipe.tokenizer.model_max_length,
-        truncation=True,
-        return_tensors="pt",
-    ).input_ids
-    hidden = pipe.text_encoder(ids)[0]
+    hidden = pipe.text_encoder(prompt_ids(pipe, [template.format(word) for word in words]))[0]
     size = pipe.unet.config.sample_size
     channels = pipe.unet.config.in_channels
     noise = torch.randn(1, channels, size, size, generator=torch.Generator().manual_seed(seed))
