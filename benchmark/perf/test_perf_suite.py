@@ -372,6 +372,68 @@ def test_stacked_lora_vs_sequential(benchmark, perf_setup):
     print(f"\nstacked LoRA speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
 
 
+def matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+    """What this process's torch threads reach on a large float32 matmul: the compute bound a
+    training step could approach if all its work were dense matmuls."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    seconds, _ = timed(lambda: [a @ b for _ in range(repeats)])
+    return 2 * size**3 * repeats / seconds / 1e9
+
+
+def step_gflop(method, stage: str, ctx, steps: int = 2) -> float:
+    """Floating-point work of one training step (forward and backward, text encoder included),
+    counted by torch's FlopCounterMode (matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.random.fork_rng(devices=[]):
+        method.train(stage, ctx)
+    return counter.get_total_flops() / steps / 1e9
+
+
+def test_step_flops_bound(benchmark, perf_setup):
+    """The bound each path works against: a step's FLOPs at the machine's matmul rate. Reports
+    GFLOP per step for stage 1 and stage 2, the GFLOP/s each reaches (with the step times of
+    this run, else its own), and the share of the matmul rate that is."""
+    world, bundle, concept, _, data = perf_setup
+    method = get_method("pti")
+    pivot = bundle.word_embedding(concept.initializer)
+    figures = {}
+
+    def measure():
+        figures["matmul_gflops"] = matmul_gflops()
+        for stage, name in (("inversion", "stage1"), ("finetune", "stage2")):
+            spec = spec_for(world, stage=stage, lr=1e-4, steps=2)
+            ctx = StageContext(spec, concept, bundle, data, pivot=pivot)
+            figures[f"{name}_gflop_per_step"] = step_gflop(method, stage, ctx)
+            step_s = FIGURES.get(f"{name}_step", {}).get("s_per_step")
+            if step_s is None:
+                steps = perf_steps(10)
+                ctx = StageContext(spec.with_(steps=steps), concept, bundle, data, pivot=pivot)
+                with torch.random.fork_rng(devices=[]):
+                    seconds, _ = timed(lambda c=ctx, st=stage: method.train(st, c))
+                step_s = seconds / steps
+            figures[f"{name}_s_per_step"] = step_s
+
+    once(benchmark, measure)
+    out = {"matmul_gflops": round(figures["matmul_gflops"], 1)}
+    for name in ("stage1", "stage2"):
+        rate = figures[f"{name}_gflop_per_step"] / figures[f"{name}_s_per_step"]
+        out[f"{name}_gflop_per_step"] = round(figures[f"{name}_gflop_per_step"], 3)
+        out[f"{name}_gflops_reached"] = round(rate, 1)
+        out[f"{name}_share_of_matmul_rate"] = round(rate / figures["matmul_gflops"], 3)
+        out[f"{name}_bound_s_per_step"] = round(
+            figures[f"{name}_gflop_per_step"] / figures["matmul_gflops"], 4
+        )
+    record(benchmark, "step_flops_bound", **out)
+    print(
+        "\nstep FLOPs bound: "
+        + ", ".join(f"{k}={v}" for k, v in out.items() if "share" in k or "matmul" in k)
+    )
+    assert out["stage1_gflop_per_step"] > 0 and out["stage2_gflop_per_step"] > 0
+
+
 DIFFUSERS_CHECKOUT_ENV = "PTIBENCH_DIFFUSERS_CHECKOUT"
 DIFFUSERS_SCRIPT = Path("examples") / "textual_inversion" / "textual_inversion.py"
 SCRIPT_WARMUP_STEPS = 10
