@@ -206,13 +206,22 @@ def _entries(cache: Path) -> dict[float, Path]:
     return found
 
 
+PYTEST_WITH_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'pytest'; runpy.run_module('pytest', run_name='__main__', alter_sys=True)"
+)
+"""pytest, with Python's Ctrl-C handler whatever the test runner left: a process started as a
+background job of a non-interactive shell (a CI script's `&`) inherits SIGINT ignored, and a
+Python started so never raises KeyboardInterrupt."""
+
+
 def _stop_mid_grid(pytester, common: list[str], how: signal.Signals) -> tuple[int, str]:
     """Start a session whose first case stalls; once the second case is in the cache (before
     its test item runs: results are imported as they arrive), send `how`."""
     fault = Path(os.environ[FAULT_FILE])
     fault.write_text("stall@1e-3")
-    args = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *common, "--ptibench-out"]
-    session = pytester.popen([*args, "first"], stdin=subprocess.DEVNULL)
+    args = [sys.executable, "-c", PYTEST_WITH_CTRL_C, "-p", "no:cacheprovider", *common]
+    session = pytester.popen([*args, "--ptibench-out", "first"], stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         cache = pytester.path / "cache"
@@ -221,12 +230,21 @@ def _stop_mid_grid(pytester, common: list[str], how: signal.Signals) -> tuple[in
             time.sleep(0.2)
         assert list(_entries(cache)) == [1e-2], "the second case is in, the first still runs"
         session.send_signal(how)
-        out, err = session.communicate(timeout=120)
+        try:
+            out, err = session.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            session.kill()
+            out, err = session.communicate()
+            raise AssertionError(
+                f"the session did not stop within 120 s of {how.name}:\n"
+                + (out.decode() + err.decode())[-3000:]
+            ) from None
     finally:
         if session.poll() is None:
             session.kill()
-    assert list(_entries(cache)) == [1e-2]
-    return session.returncode, out.decode() + err.decode()
+    output = out.decode() + err.decode()
+    assert list(_entries(cache)) == [1e-2], output[-3000:]
+    return session.returncode, output
 
 
 @needs_ray
