@@ -94,7 +94,9 @@ def test_artifacts_load_into_the_pipeline_and_generate(world, tmp_path):
     if (tiny_world_path() / "pipeline" / "model_index.json").is_file():
         folders.append(tiny_world_path() / "pipeline")
     for folder in folders:
-        pipe = StableDiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+        pipe = StableDiffusionPipeline.from_pretrained(
+            folder, dtype=torch.float32, trust_remote_code=True
+        )
         pipe.set_progress_bar_config(disable=True)
         pipe.load_textual_inversion(result.artifacts["learned_embeds"])
         prompt = ring.with_placeholder(ring.reconstruction_prompt)
