@@ -3,7 +3,7 @@ tests put this folder on their PYTHONPATH).
 
 `pti-flaky` computes exactly what `pti` computes, except where the file named by
 $RAY_TEST_FAULT_FILE asks for a fault in a stage-2 case at one lr (stage 1, pivots included, is
-never touched), while the file exists:
+never touched), while the file exists (its stage-2 cases train alone, each its own task):
 
 - `kill@LR`: the process running the case is SIGKILLed (a worker lost mid-case);
 - `raise@LR`: the case raises;
@@ -28,6 +28,7 @@ STALL_S = 900
 
 class Flaky(PTI):
     name = "pti-flaky"
+    group_stages = ("inversion",)  # a stage-2 fault hits its own case's task, not a stack
 
     def optimizer(self, stage, params, lr):
         if stage != "inversion":

@@ -84,8 +84,8 @@ def test_a_seeds_cases_train_bitwise_alike_beside_other_seeds(setup, tmp_path):
         vectors = []
         for name in ("both", "one"):
             cache = ResultCache(tmp_path / name)
-            outcome, _ = load_trained(cache, cache.entry(spec, version, method))
-            vectors.append(outcome.vector)
+            trained = load_trained(cache, cache.entry(spec, version, method))
+            vectors.append(trained.outcome.vector)
         assert torch.equal(*vectors), spec.lr
 
 

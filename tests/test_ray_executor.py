@@ -1,7 +1,8 @@
 """The Ray executor (`--executor ray`, `RayExecutor`) on clusters of this machine: a local
 cluster matches a serial run bitwise, a second run submits nothing, a killed task fails its case
 with one line and a rerun finishes only that case, a node lost mid-case costs nothing but time,
-the batched stage-1 grid is one task and matches an unbatched run, and bad input is one line.
+the batched stage-1 grid and the stacked stage-2 grid are one task each and match a serial run,
+and bad input is one line.
 
 The real core on the random-weight world of the tiny world's shape, tiny settings (3 steps, 1
 sample per prompt, 2 sampler steps). Faults come from `pti-flaky` (tests/ray_doubles.py), which
@@ -114,9 +115,9 @@ def same_numbers(left: dict, right: dict) -> None:
         assert case["records"] == other["records"], f"{key}: per-sample readings differ"
 
 
-def grid_args(world, *stages: str) -> list[str]:
+def grid_args(world, *stages: str, method: str = "pti-flaky") -> list[str]:
     return [
-        *("--world", world.name, "--method", "pti-flaky", "--lr-grid", "1e-3,1e-2"),
+        *("--world", world.name, "--method", method, "--lr-grid", "1e-3,1e-2"),
         *("--stage", ",".join(stages), "--steps", "3"),
         *("--samples-per-prompt", "1", "--sample-steps", "2"),
     ]
@@ -127,7 +128,7 @@ def grid_args(world, *stages: str) -> list[str]:
 def test_a_local_cluster_matches_a_serial_run_and_a_rerun_submits_nothing(
     pytester, world, loopback_only
 ):
-    common = grid_args(world, "inversion", "finetune")
+    common = grid_args(world, "inversion", "finetune", method="pti")
     serial = run(pytester, *common, "--ptibench-cache", "serial-cache", "--ptibench-out", "serial")
     serial.assert_outcomes(passed=4)
 
@@ -137,10 +138,11 @@ def test_a_local_cluster_matches_a_serial_run_and_a_rerun_submits_nothing(
     first_s = time.monotonic() - started
     first.assert_outcomes(passed=4)
     for line in (
-        "*ray: 6 tasks submitted to a local cluster (1 stage-1 grid, 1 pivot, 4 cases), "
+        "*ray: 7 tasks submitted to a local cluster (2 group runs, 1 pivot, 4 cases), "
         "0 cases from the cache*",
         "*[[]ray] done  stage-1 grid of 2 lrs on *",
-        "*[[]ray] done  finetune lr=1e-02 seed 0 (pti-flaky) on * (* cases done, *",
+        "*[[]ray] done  stage-2 stack of 2 lrs on *",
+        "*[[]ray] done  finetune lr=1e-02 seed 0 on * (* cases done, *",
     ):
         first.stdout.fnmatch_lines([line])  # each on its own: tasks finish in any order
     same_numbers(cases(pytester.path / "serial"), cases(pytester.path / "ray"))
@@ -432,11 +434,11 @@ def test_the_plan_submits_only_what_the_cache_lacks(world, tmp_path):
     assert set(plan.cached) == {spec, tuned}
     assert list(plan.failed.values()) == ["steps must be a positive integer, got 0"]
     kinds = [(unit.kind, unit.specs) for unit in plan.units]
-    assert kinds[:2] == [("grid", (more[0], more[1])), ("pivot", (other_pivot,))]
+    assert kinds[:2] == [("pivot", (other_pivot,)), ("grid", (more[0], more[1]))]
     by_spec = {unit.specs[0]: unit for unit in plan.units if unit.kind == "case"}
     assert set(by_spec) == {*more, other_pivot}
-    assert by_spec[more[0]].needs == by_spec[more[1]].needs == (plan.units[0].key,)
-    assert by_spec[other_pivot].needs == (plan.units[1].key,)
+    assert by_spec[more[0]].needs == by_spec[more[1]].needs == (plan.units[1].key,)
+    assert by_spec[other_pivot].needs == (plan.units[0].key,)
     handed = by_spec[more[2]]
     assert not handed.needs and handed.given
     assert all(name.startswith("pivots/") for name in handed.given), "the cached pivot"

@@ -135,7 +135,7 @@ def test_the_time_summary_counts_a_batched_run_once_and_adds_up(tmp_path):
     shared = {"train_s": 10.0, "batched_train_s": 10.0, "eval_s": 3.0, "total_s": 4.0}
     document = make_document(tmp_path, dict(list(CURVE.items())[:3]), shared)
     line = timing_line(document)
-    assert "worker time 42 s = training 30 s (30 s of it stage 1 trained batched" in line
+    assert "worker time 42 s = training 30 s (30 s of it in group runs" in line
     assert "evaluation 9 s + loading and writing 3 s" in line
 
 

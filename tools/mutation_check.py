@@ -211,6 +211,14 @@ FAULTS: tuple[Fault, ...] = (
         (GUARD_TRAINING,),
     ),
     Fault(
+        "stage2-stacked-lr-halved",
+        "training/stacked_lora.py",
+        "            method.optimizer(STAGE, params, s.lr)",
+        "            method.optimizer(STAGE, params, s.lr / 2)",
+        ("tests/test_stacked_lora.py", "tests/test_group_runs.py"),
+        "the stacked LoRA grid (the default stage-2 path of run_cases and the plugin)",
+    ),
+    Fault(
         "pivot-replaced-by-initial",
         "training/finetune.py",
         "    pivot = ctx.pivot.to(bundle.device)",

@@ -14,6 +14,7 @@ noise hits both alike.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import statistics
@@ -123,6 +124,47 @@ def test_sampling(benchmark, perf_setup):
         cpu_s=round(cpu, 2),
         images_per_s=round(count / seconds, 2),
         images_per_cpu_s=round(count / cpu, 2),
+    )
+
+
+def test_sampling_batch_scaling(benchmark, perf_setup):
+    """Images per second at growing sampler batches over the same prompts: the most that
+    sampling several cases' prompts in shared batches could gain over each case's own batches
+    of `sample_batch` (the world's setting)."""
+    from ptibench.evaluation.sampling import generate_rows
+
+    _, bundle, concept, _, _ = perf_setup
+    config = EvalConfig(sample_steps=10)
+    templates = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
+    prompts = [concept.with_placeholder(t) for t in templates]
+    vector = bundle.word_embedding(concept.initializer)
+    with torch.no_grad():
+        embeds = bundle.encode(prompts, concept.placeholder, vector)
+    own = bundle.config
+    sizes = sorted({8, 16, own.sample_batch, 2 * own.sample_batch, 4 * own.sample_batch})
+    count = 4 * own.sample_batch
+    counts = [count // len(prompts)] * len(prompts)
+    counts[0] += count - sum(counts)
+    rates: dict[int, float] = {}
+
+    def sweep():
+        for size in sizes:
+            bundle.config = dataclasses.replace(own, sample_batch=size)
+            seconds, _ = timed(lambda: generate_rows(bundle, embeds, counts, config))
+            rates[size] = count / seconds
+
+    try:
+        once(benchmark, sweep)
+    finally:
+        bundle.config = own
+    record(
+        benchmark,
+        "sampling_batch_scaling",
+        images=count,
+        sample_steps=config.sample_steps,
+        own_batch=own.sample_batch,
+        **{f"images_per_s_at_{size}": round(rate, 2) for size, rate in rates.items()},
+        best_over_own=round(max(rates.values()) / rates[own.sample_batch], 2),
     )
 
 
@@ -277,12 +319,27 @@ def reference_phases(reference: ReferenceLoop, steps: int) -> dict[str, float]:
     }
 
 
-def test_batched_grid_vs_sequential(benchmark, perf_setup):
-    """The default inversion grid (7 lrs): K sequential runs vs one batched run, alternating."""
+SEED_COUNTS = (1, 3)
+"""One seed: a group of the grid runners (they batch one seed's lrs at a time); three: every
+(lr, seed) pair of a `--seeds 3` grid in one run, what the batched trainers allow."""
+
+
+def figure_name(name: str, seeds: int) -> str:
+    return name if seeds == 1 else f"{name}_{seeds}_seeds"
+
+
+@pytest.mark.parametrize("seeds", SEED_COUNTS)
+def test_batched_grid_vs_sequential(benchmark, perf_setup, seeds):
+    """The default inversion grid (7 lrs x `seeds`): K sequential runs vs one batched run,
+    alternating."""
     world, bundle, concept, _, data = perf_setup
     steps = perf_steps(10)
     method = get_method("pti")
-    specs = [spec_for(world, lr=lr, steps=steps) for lr in INVERSION_GRID]
+    specs = [
+        spec_for(world, lr=lr, steps=steps, seed=seed)
+        for seed in range(seeds)
+        for lr in INVERSION_GRID
+    ]
     times: dict[str, list[float]] = {"sequential": [], "batched": []}
     results = {}
 
@@ -307,7 +364,7 @@ def test_batched_grid_vs_sequential(benchmark, perf_setup):
     )
     record(
         benchmark,
-        "batched_vs_sequential",
+        figure_name("batched_vs_sequential", seeds),
         k=len(specs),
         steps=steps,
         sequential_s=round(sum(times["sequential"]) / ROUNDS, 2),
@@ -318,15 +375,20 @@ def test_batched_grid_vs_sequential(benchmark, perf_setup):
     print(f"\nbatched grid speed-up: {ratio:.2f}x (K={len(specs)}, {steps} steps)")
 
 
-def test_stacked_lora_vs_sequential(benchmark, perf_setup):
-    """The default LoRA grid (6 lrs): K sequential stage-2 runs vs one stacked run (K adapters
-    over one frozen UNet), alternating. Peak RSS is the process's maximum so far, so the figure
-    after the first stacked run includes the sequential side's peak before it."""
+@pytest.mark.parametrize("seeds", SEED_COUNTS)
+def test_stacked_lora_vs_sequential(benchmark, perf_setup, seeds):
+    """The default LoRA grid (6 lrs x `seeds`): K sequential stage-2 runs vs one stacked run (K
+    adapters over one frozen UNet), alternating. Peak RSS is the process's maximum so far, so
+    the figure after the first stacked run includes the sequential side's peak before it."""
     world, bundle, concept, _, data = perf_setup
     steps = perf_steps(10)
     method = get_method("pti")
     pivot = bundle.word_embedding(concept.initializer)
-    specs = [spec_for(world, stage="finetune", lr=lr, steps=steps) for lr in FINETUNE_LRS]
+    specs = [
+        spec_for(world, stage="finetune", lr=lr, steps=steps, seed=seed)
+        for seed in range(seeds)
+        for lr in FINETUNE_LRS
+    ]
     times: dict[str, list[float]] = {"sequential": [], "stacked": []}
     results, rss = {}, {}
 
@@ -359,7 +421,7 @@ def test_stacked_lora_vs_sequential(benchmark, perf_setup):
                     worst = max(worst, float((weight - ours[name]).abs().max()))
     record(
         benchmark,
-        "stacked_lora_vs_sequential",
+        figure_name("stacked_lora_vs_sequential", seeds),
         k=len(specs),
         steps=steps,
         sequential_s=round(sum(times["sequential"]) / ROUNDS, 2),

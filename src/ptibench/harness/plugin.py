@@ -23,7 +23,6 @@ from ptibench.harness.session import SESSION, SPEC_FIXTURE, PluginSession
 from ptibench.harness.workers import assign_worker_gpu, share_cpu_threads
 from ptibench.run.pretrain import pretrain
 from ptibench.run.runner import run_case
-from ptibench.training.batched import batch_group_key
 from ptibench.training.compiling import COMPILE_ENV
 
 
@@ -77,22 +76,17 @@ def pytest_collection_finish(session):
 
 @pytest.hookimpl(trylast=True)
 def pytest_ptibench_run_case(spec, config):
-    """The default implementation: the batched stage-1 grid first (under a per-grid file lock:
-    one worker trains it, the others then read their embeddings from the cache), then the case."""
+    """The default implementation: the grid's group runs first (stage 1 batched, stage-2 LoRA
+    stacked; each under a file lock: a worker trains the groups nobody else has started, then
+    waits for its case's own), then the case, evaluated from its group's slot."""
     plugin = config.stash[SESSION]
     if plugin.executor is not None and spec in plugin.grid_specs:
         return plugin.executor.result(spec)  # --executor ray: submitted at collection
     # a case off the grid (a confirmation's fresh seed) runs here, on the controller under Ray
     progress = False if plugin.is_worker else None
-    if spec.stage == "inversion":
-        group = [
-            s
-            for s in plugin.grid_specs
-            if s.stage == "inversion" and batch_group_key(s) == batch_group_key(spec)
-        ]
-        pretrain(
-            group, cache_dir=plugin.cache_dir, progress=progress is None and sys.stderr.isatty()
-        )
+    if spec in plugin.grid_specs:
+        show = progress is None and sys.stderr.isatty()
+        pretrain(plugin.grid_specs, cache_dir=plugin.cache_dir, progress=show, need=spec)
     return run_case(spec, cache_dir=plugin.cache_dir, progress=progress)
 
 

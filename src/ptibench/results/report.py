@@ -77,10 +77,10 @@ def summary_lines(document: Mapping[str, Any]) -> list[str]:
 def timing_line(document: Mapping[str, Any]) -> str:
     """How long the cases took, in worker time, and the cache hits.
 
-    A case trained in a batched stage-1 run records its share of that run (`batched_train_s`,
-    also in its `train_s`; 0 for a case that trained alone); the run itself happened before the
-    case started, so the share is outside the case's `total_s` and is added to the total here.
-    The parts add up to the total.
+    A case trained in a group run (stage 1 batched, stage-2 LoRA stacked) records its share of
+    that run in `train_s` and, with the pivot the run trained first, in `batched_train_s` (0 for
+    a case that trained alone); the run happened before the case started, so that time is
+    outside the case's `total_s` and is added to the total here. The parts add up to the total.
     """
     cases = document["cases"]
     cached = sum(bool(case.get("from_cache")) for case in cases)
@@ -90,7 +90,7 @@ def timing_line(document: Mapping[str, Any]) -> str:
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
     total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)
     shared = (
-        f" ({sum(batched):.0f} s of it stage 1 trained batched, {len(batched)} cases)"
+        f" ({sum(batched):.0f} s of it in group runs, {len(batched)} cases)"
         if batched
         else ""
     )

@@ -1,8 +1,12 @@
-"""The batched stage-1 grid, at the cache level: train the not-yet-cached inversion cases of a
-grid in one batched run (ptibench.training.batched) under one file lock per grid, so concurrent
-workers train it once, and leave each case's trained outcome in the cache
-(`<cache>/trained/<entry>/`), where the runner finds it and evaluates and stores the case as if
-it had trained it itself.
+"""The grid's shared training runs, at the cache level: the not-yet-cached cases of a grid that
+differ only in lr are trained in one run (stage 1: ptibench.training.batched; stage-2 LoRA around
+the seed's pivot: ptibench.training.stacked_lora), under one file lock per group, and each case's
+trained outcome is left in the cache (`<cache>/trained/<entry>/`), where the runner finds it and
+evaluates and stores the case as if it had trained it itself.
+
+Concurrent workers share the groups out: a worker trains every group no other process has locked
+(the one its own case needs first), skips the locked ones, and then waits only for its own case's
+group. Two xdist workers thus train two groups at a time, whichever cases they were handed.
 """
 
 from __future__ import annotations
@@ -10,9 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import Timeout
+from safetensors.torch import load_file, save_file
 
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
@@ -28,22 +35,54 @@ from ptibench.training.batched import (
     grid_batching_enabled,
     train_batched,
 )
-from ptibench.training.loop import TrainingData, TrainOutcome
+from ptibench.training.finetune import get_pivot, pivot_spec
+from ptibench.training.loop import StageContext, TrainingData, TrainOutcome
 from ptibench.training.methods import get_method
+from ptibench.training.stacked_lora import (
+    NotStackable,
+    adapter_weights,
+    restore_adapted_unet,
+    stackable,
+    train_stacked,
+)
 
 MIN_BATCHED = 2
 """Fewer uncached cases than this in a grid: nothing to gain, the sequential path runs them."""
+
+
+ADAPTER_FILE = "adapter.safetensors"
+"""A stage-2 slot's trained LoRA tensors (peft's parameter names; see load_trained)."""
+
+
+@dataclass
+class Trained:
+    """A case's share of a group run, read back from its slot: the outcome, its share of the
+    run's time, and the time of the pivot the run trained first (0 unless this slot carries it)."""
+
+    outcome: TrainOutcome
+    train_s: float
+    pivot_s: float = 0.0
+
+
+def group_trainable(spec, method) -> bool:
+    """Whether `spec` trains in a group run (stage 1 batched, or stage-2 LoRA stacked)."""
+    return batchable(spec, method) or stackable(spec, method)
 
 
 def trained_dir(cache, entry) -> Path:
     return cache.root / TRAINED_DIR / entry.name
 
 
-def save_trained(folder: Path, outcome: TrainOutcome, placeholder: str, seconds: float) -> None:
-
+def save_trained(
+    folder: Path, outcome: TrainOutcome, placeholder: str, seconds: float, pivot_s: float = 0.0
+) -> None:
+    """A case's slot; outcome.json goes last (it marks the slot complete)."""
     ensure_dir(folder)
     save_embedding(folder / "vector.safetensors", placeholder, outcome.vector)
     save_embedding(folder / "initial.safetensors", placeholder, outcome.initial)
+    lora = outcome.lora and outcome.status == "ok"
+    if lora:
+        save_file(adapter_weights(outcome.unet), str(folder / ADAPTER_FILE))
     atomic_write_json(
         folder / "outcome.json",
         {
@@ -52,15 +91,23 @@ def save_trained(folder: Path, outcome: TrainOutcome, placeholder: str, seconds:
             "diverged_at": outcome.diverged_at,
             "metrics": outcome.metrics,
             "train_s": seconds,
+            "pivot_s": pivot_s,
+            "lora": lora,
         },
     )
 
 
-def load_trained(cache, entry) -> tuple[TrainOutcome, float] | None:
-    """The outcome a batched run left for `entry` (and its share of the training time)."""
+def has_trained(cache, entry) -> bool:
+    """Whether a group run left a complete slot for `entry`."""
+    return (trained_dir(cache, entry) / "outcome.json").is_file()
 
+
+def load_trained(cache, entry, case=None) -> Trained | None:
+    """The outcome a group run left for `entry`. A stage-2 slot's UNet copy is rebuilt only when
+    `case` = (bundle, spec, method) is given (its adapter re-initialised, then the stored weights
+    copied in: the copy the run trained, bitwise)."""
     folder = trained_dir(cache, entry)
-    if not (folder / "outcome.json").is_file():
+    if not has_trained(cache, entry):
         return None
     try:
         record = read_json(folder / "outcome.json")
@@ -71,10 +118,16 @@ def load_trained(cache, entry) -> tuple[TrainOutcome, float] | None:
             losses=[float(v) for v in record["losses"]],
             diverged_at=record["diverged_at"],
             metrics=dict(record["metrics"]),
+            lora=bool(record.get("lora", False)),
         )
+        if outcome.lora and case is not None:
+            bundle, spec, method = case
+            weights = load_file(str(folder / ADAPTER_FILE))
+            with torch.random.fork_rng(devices=[]):
+                outcome.unet = restore_adapted_unet(bundle, spec, method, weights)
     except Exception:  # noqa: BLE001 - an unreadable slot is absent: the case trains itself
         return None
-    return outcome, float(record.get("train_s", 0.0))
+    return Trained(outcome, float(record.get("train_s", 0.0)), float(record.get("pivot_s", 0.0)))
 
 
 def discard_trained(cache, entry) -> None:
@@ -90,15 +143,11 @@ def _grid_lock(cache, specs, world_version: str, method):
     return file_lock(cache.root / ".locks" / f"grid-{name}.lock")
 
 
-def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False) -> int:
-    """Train, batched, the inversion cases of `specs` that share everything but lr and have
-    neither a cached result nor a trained slot; leave their outcomes in the cache.
-
-    Returns how many cases were trained here. Specs that cannot be batched are ignored (the
-    runner trains them one by one)."""
-
+def trainable_groups(specs) -> list[list]:
+    """The specs that train in group runs, grouped (same everything but lr), in first-seen
+    order; specs that cannot are left out (the runner trains them one by one)."""
     if not grid_batching_enabled():
-        return 0
+        return []
     groups: dict[str, list] = {}
     for spec in specs:
         try:
@@ -106,46 +155,92 @@ def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False) ->
             method = get_method(spec.method)
         except PtibenchError:  # the runner reports bad specs itself, one line per case
             continue
-        if batchable(spec, method):
-            groups.setdefault(batch_group_key(spec), [])
-            if spec not in groups[batch_group_key(spec)]:
-                groups[batch_group_key(spec)].append(spec)
+        if group_trainable(spec, method):
+            members = groups.setdefault(batch_group_key(spec), [])
+            if spec not in members:
+                members.append(spec)
+    return [group for group in groups.values() if len(group) >= MIN_BATCHED]
+
+
+def pretrain(specs, *, cache_dir: Path | None = None, progress: bool = False, need=None) -> int:
+    """Train, in group runs, the cases of `specs` that share everything but lr (stage 1
+    batched, stage-2 LoRA stacked) and have neither a cached result nor a trained slot; leave
+    their outcomes in the cache.
+
+    Groups another process is training are skipped at first. On return every group is trained,
+    or, with `need` (a spec), at least that spec's group: a worker that has trained what it
+    could waits only for the group its case needs. Returns how many cases were trained here."""
+    groups = trainable_groups(specs)
+    if need is not None:
+        groups.sort(key=lambda group: need not in group)
     cache = ResultCache(cache_dir)
-    trained = 0
-    for group in groups.values():
-        if len(group) < MIN_BATCHED:
-            continue
-        try:
-            trained += _pretrain_group(group, cache, progress)
-        except PtibenchError:  # bad world/concept: left to run_case, which says so per case
-            continue
+    trained, waiting = 0, []
+    for group in groups:
+        done = _pretrain_group(group, cache, progress, blocking=False)
+        if done is None:
+            waiting.append(group)
+        else:
+            trained += done
+    for group in waiting:
+        if need is None or need in group:
+            trained += _pretrain_group(group, cache, progress, blocking=True) or 0
     return trained
 
 
-def _pretrain_group(group, cache, progress: bool) -> int:
+def _pretrain_group(group, cache, progress: bool, *, blocking: bool) -> int | None:
+    """Train `group`'s missing cases; None when another process holds its lock (not blocking).
+    A bad world or concept trains nothing here: run_case reports it per case."""
+    try:
+        method = get_method(group[0].method)
+        world = resolve_world(group[0].world)
+        version = world_version(world)
+        lock = _grid_lock(cache, group, version, method)
+        try:
+            lock.acquire(timeout=-1 if blocking else 0)
+        except Timeout:
+            return None
+        try:
+            return _train_group(group, cache, method, world, version, progress)
+        finally:
+            lock.release()
+    except PtibenchError:
+        return 0
 
-    method = get_method(group[0].method)
-    world = resolve_world(group[0].world)
-    version = world_version(world)
-    with _grid_lock(cache, group, version, method):
-        todo = []
-        for spec in group:
-            entry = cache.entry(spec, version, method)
-            if (entry.path / "result.json").is_file() or load_trained(cache, entry):
-                continue
-            todo.append((spec, entry))
-        if len(todo) < MIN_BATCHED:
-            return 0
-        concept = load_concept(group[0].concept)
-        bundle = load_bundle(world)
-        reference, _ = concept.pixels(bundle.resolution)
-        data = TrainingData.build(bundle, concept, reference)
-        clock = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            outcomes = train_batched(
-                bundle, concept, data, [s for s, _ in todo], method, progress=progress
-            )
-        share = (time.perf_counter() - clock) / len(todo)
-        for (_, entry), outcome in zip(todo, outcomes, strict=True):
-            save_trained(trained_dir(cache, entry), outcome, concept.placeholder, share)
+
+def _train_group(group, cache, method, world, version: str, progress: bool) -> int:
+    todo = []
+    for spec in group:
+        entry = cache.entry(spec, version, method)
+        if (entry.path / "result.json").is_file() or has_trained(cache, entry):
+            continue
+        todo.append((spec, entry))
+    if len(todo) < MIN_BATCHED:
+        return 0
+    specs = [spec for spec, _ in todo]
+    concept = load_concept(group[0].concept)
+    bundle = load_bundle(world)
+    reference, _ = concept.pixels(bundle.resolution)
+    data = TrainingData.build(bundle, concept, reference)
+    pivot_s = 0.0
+    clock = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        if specs[0].stage == "inversion":
+            outcomes = train_batched(bundle, concept, data, specs, method, progress=progress)
+        else:
+            ctx = StageContext(specs[0], concept, bundle, data, progress)
+            path = cache.pivot_path(pivot_spec(specs[0]), version, method)
+            pivot, trained_here = get_pivot(ctx, method, path)
+            if trained_here:
+                pivot_s = time.perf_counter() - clock
+                clock = time.perf_counter()
+            try:
+                outcomes = train_stacked(
+                    bundle, concept, data, specs, method, pivot, progress=progress
+                )
+            except NotStackable:
+                return 0
+    share = (time.perf_counter() - clock) / len(todo)
+    for index, ((_, entry), outcome) in enumerate(zip(todo, outcomes, strict=True)):
+        first_pivot = pivot_s if index == 0 else 0.0
+        save_trained(trained_dir(cache, entry), outcome, concept.placeholder, share, first_pivot)
     return len(todo)

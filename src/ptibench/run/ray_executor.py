@@ -5,11 +5,11 @@ The controller (the pytest session, or the process that calls run_cases) plans t
 cache, submits it as Ray tasks, and imports each task's files as it arrives (ray.wait), so a
 stopped controller keeps every case that had finished:
 
-- the uncached stage-1 cases of one lr grid are one task, trained batched as a local run trains
-  them (ptibench.run.pretrain);
-- a stage-2 pivot that is not in the cache is one task;
-- every case is one task, handed the parcels of the tasks it depends on (its grid, its pivot), so
-  Ray runs it after them;
+- the uncached cases of one group (same everything but lr) are one task, trained as a local run
+  trains them (ptibench.run.pretrain): stage 1 batched, stage-2 LoRA stacked around its pivot;
+- a stage-2 pivot that is not in the cache is one task, ahead of the group that needs it;
+- every case is one task, handed the parcels of the tasks it depends on (its group, its pivot),
+  so Ray runs it after them;
 - a case already in the cache is not submitted.
 
 A task asks for one GPU where the cluster has GPUs and the world does not pin the CPU, else for
@@ -46,11 +46,17 @@ from ptibench.run.cache import (
     ResultCache,
     code_version,
 )
-from ptibench.run.pretrain import MIN_BATCHED, discard_trained, load_trained, trained_dir
+from ptibench.run.pretrain import (
+    MIN_BATCHED,
+    discard_trained,
+    group_trainable,
+    has_trained,
+    trained_dir,
+)
 from ptibench.run.runner import export_artifacts, resolve_case
 from ptibench.run.tasks import Parcel, Setup, case_task, grid_task, pivot_task, unpack
 from ptibench.spec import CaseResult, CaseSpec
-from ptibench.training.batched import batch_group_key, batchable, grid_batching_enabled
+from ptibench.training.batched import batch_group_key, grid_batching_enabled
 from ptibench.training.finetune import pivot_spec
 
 INSTALL_HINT = "pip install 'ptibench[ray]'"
@@ -119,7 +125,7 @@ def failure_reason(error: BaseException, retries: int) -> str:
 
 @dataclass
 class Unit:
-    """One task to submit: a batched grid, a pivot or a case."""
+    """One task to submit: a group run (stage-1 grid, stage-2 stack), a pivot or a case."""
 
     kind: str
     key: str
@@ -130,8 +136,10 @@ class Unit:
 
     @property
     def label(self) -> str:
-        if self.kind == "grid":
+        if self.kind == "grid" and self.specs[0].stage == "inversion":
             return f"stage-1 grid of {len(self.specs)} lrs"
+        if self.kind == "grid":
+            return f"stage-2 stack of {len(self.specs)} lrs"
         if self.kind == "pivot":
             return f"pivot of {case_label(self.specs[0])}"
         return case_label(self.specs[0])
@@ -159,53 +167,57 @@ def _files(cache: ResultCache, folder: Path) -> dict[str, bytes]:
 def plan_work(specs: list[CaseSpec], cache: ResultCache) -> Plan:
     """The tasks that compute `specs` into `cache` (see the module docstring)."""
     plan = Plan()
-    worlds: dict[str, tuple[Any, str]] = {}
-    grids: dict[str, list[tuple[CaseSpec, Any, Any]]] = {}
+    groups: dict[str, list[tuple[CaseSpec, Any, Any, str]]] = {}
     pivots: dict[str, Unit] = {}
     cases: list[Unit] = []
+
+    def pivot_input(spec, world, method, version) -> tuple[tuple[str, ...], dict[str, bytes]]:
+        """A stage-2 case's pivot: (the pivot task it needs,) or the cached pivot's bytes."""
+        if spec.stage == "inversion":
+            return (), {}
+        pivot = cache.pivot_path(pivot_spec(spec), version, method)
+        name = pivot.relative_to(cache.root).as_posix()
+        if pivot.is_file():
+            return (), {name: pivot.read_bytes()}
+        pivots.setdefault(name, Unit("pivot", name, (spec,), world))
+        return (name,), {}
+
     for spec in dict.fromkeys(specs):
         try:
             world, version, _, method, _ = resolve_case(spec, cache.root)
         except PtibenchError as error:
             plan.failed[spec] = str(error)
             continue
-        worlds.setdefault(spec.world, (world, version))
         entry = cache.entry(spec, version, method)
         plan.entries[spec] = entry
         cached = cache.load(entry)
         if cached is not None:
             plan.cached[spec] = cached
-        elif grid_batching_enabled() and batchable(spec, method):
-            grids.setdefault(batch_group_key(spec), []).append((spec, world, method))
-        elif spec.stage != "inversion":
-            pivot = cache.pivot_path(pivot_spec(spec), version, method)
-            name = pivot.relative_to(cache.root).as_posix()
-            if pivot.is_file():
-                given = {name: pivot.read_bytes()}
-                cases.append(Unit("case", entry.name, (spec,), world, given=given))
-            else:
-                pivots.setdefault(name, Unit("pivot", name, (spec,), world))
-                cases.append(Unit("case", entry.name, (spec,), world, needs=(name,)))
+        elif grid_batching_enabled() and group_trainable(spec, method):
+            groups.setdefault(batch_group_key(spec), []).append((spec, world, method, version))
         else:
-            cases.append(Unit("case", entry.name, (spec,), world))
-    grid_units = []
-    for members in grids.values():
-        todo = [m for m in members if load_trained(cache, plan.entries[m[0]]) is None]
+            needs, given = pivot_input(spec, world, method, version)
+            cases.append(Unit("case", entry.name, (spec,), world, needs=needs, given=given))
+    group_units = []
+    for members in groups.values():
+        needs, given = pivot_input(*members[0])
+        todo = [m[0] for m in members if not has_trained(cache, plan.entries[m[0]])]
         batched = len(todo) >= MIN_BATCHED
         if batched:
-            key = f"grid-{batch_group_key(todo[0][0])}"
-            grid_units.append(Unit("grid", key, tuple(m[0] for m in todo), todo[0][1]))
-        for spec, world, _ in members:
+            key = f"grid-{batch_group_key(todo[0])}"
+            unit = Unit("grid", key, tuple(todo), members[0][1], needs=needs, given=dict(given))
+            group_units.append(unit)
+        for spec, world, _, _ in members:
             entry = plan.entries[spec]
-            if load_trained(cache, entry) is not None:
-                given = _files(cache, trained_dir(cache, entry))
-                cases.append(Unit("case", entry.name, (spec,), world, given=given))
+            if has_trained(cache, entry):
+                slot = {**_files(cache, trained_dir(cache, entry)), **given}
+                cases.append(Unit("case", entry.name, (spec,), world, needs=needs, given=slot))
             else:
-                needs = (grid_units[-1].key,) if batched else ()
-                cases.append(Unit("case", entry.name, (spec,), world, needs=needs))
+                mine = ((group_units[-1].key,) if batched else ()) + needs
+                cases.append(Unit("case", entry.name, (spec,), world, needs=mine, given=given))
     order = {spec: index for index, spec in enumerate(dict.fromkeys(specs))}
     cases.sort(key=lambda unit: order[unit.specs[0]])
-    plan.units = [*grid_units, *pivots.values(), *cases]
+    plan.units = [*pivots.values(), *group_units, *cases]
     return plan
 
 
@@ -354,7 +366,7 @@ class RayExecutor:
         total = sum(self.submitted.values())
         parts = [
             plural(self.submitted[kind], name)
-            for kind, name in (("grid", "stage-1 grid"), ("pivot", "pivot"), ("case", "case"))
+            for kind, name in (("grid", "group run"), ("pivot", "pivot"), ("case", "case"))
             if self.submitted[kind]
         ]
         cached = len((self.plan or Plan()).cached)

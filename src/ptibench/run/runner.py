@@ -33,10 +33,9 @@ from ptibench.models.registry import resolve_world
 from ptibench.provenance import package_commit, versions
 from ptibench.run.cache import ResultCache, code_version, method_version
 from ptibench.run.curves import Tracker
-from ptibench.run.pretrain import discard_trained, load_trained, pretrain
+from ptibench.run.pretrain import discard_trained, group_trainable, load_trained, pretrain
 from ptibench.spec import CaseResult, CaseSpec, lr_key, validate_spec
 from ptibench.training import compiling
-from ptibench.training.batched import batchable
 from ptibench.training.finetune import get_pivot, pivot_spec
 from ptibench.training.loop import StageContext, TrainingData, TrainOutcome
 from ptibench.training.methods import get_method
@@ -201,13 +200,16 @@ class CaseRun:
             timings["curve_start_s"] = time.perf_counter() - clock
         clock = time.perf_counter()
         pretrained = None
-        if self.entry is not None and batchable(spec, self.method):
-            pretrained = load_trained(self.cache, self.entry)
+        if self.entry is not None and group_trainable(spec, self.method):
+            pretrained = load_trained(self.cache, self.entry, (self.bundle, spec, self.method))
         if pretrained is not None:
-            # its share of the batched run, which ran before this case started (not in total_s)
-            outcome, timings["train_s"] = pretrained
-            timings["batched_train_s"] = timings["train_s"]
-            return outcome
+            # its share of the group run (and the pivot that run trained first), which ran
+            # before this case started: not in total_s, so batched_train_s says how much
+            timings["train_s"] = pretrained.train_s
+            if pretrained.pivot_s:
+                timings["pivot_s"] = pretrained.pivot_s
+            timings["batched_train_s"] = pretrained.train_s + pretrained.pivot_s
+            return pretrained.outcome
         with torch.random.fork_rng(devices=[]):
             outcome = self.method.train(spec.stage, ctx)
         timings["train_s"] = time.perf_counter() - clock
@@ -361,9 +363,9 @@ def run_cases(
     progress: bool | None = None,
     executor: Any = "local",
 ) -> list[CaseResult]:
-    """The results of run_case on each spec, in order. The stage-1 cases that differ only in lr
-    are trained first in one batched run (ptibench.training.batched; PTIBENCH_BATCH_GRID=0 turns
-    it off), then each is evaluated and cached as run_case does.
+    """The results of run_case on each spec, in order. The cases that differ only in lr are
+    trained first in group runs (stage 1 batched, stage-2 LoRA stacked: ptibench.run.pretrain;
+    PTIBENCH_BATCH_GRID=0 turns them off), then each is evaluated and cached as run_case does.
 
     `executor`: "local" (here, in this process) or an executor object with the same
     `run_cases` method, such as ptibench.run.ray_executor.RayExecutor, which runs the cases on

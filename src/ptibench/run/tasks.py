@@ -1,5 +1,5 @@
 """What one task of a distributed run computes, in plain Python (this module never imports Ray):
-the batched stage-1 grid, a stage-2 pivot, or one case.
+a group run (the batched stage-1 grid, the stacked stage-2 LoRAs), a stage-2 pivot, or one case.
 
 A task computes in a scratch cache of its own on the node (a temporary folder), through the same
 code as a local run (`pretrain`, `train_pivot`, `run_case`), so its numbers are the numbers a
@@ -128,9 +128,10 @@ def _in_scratch(setup: Setup, inputs: tuple[Parcel, ...], work) -> Parcel:
     return Parcel(files, socket.gethostname(), time.perf_counter() - started, code_version())
 
 
-def grid_task(specs: list[CaseSpec], setup: Setup) -> Parcel:
-    """Train the stage-1 cases of one lr grid batched; ships their trained slots."""
-    return _in_scratch(setup, (), lambda root: pretrain(specs, cache_dir=root, progress=False))
+def grid_task(specs: list[CaseSpec], setup: Setup, *inputs: Parcel) -> Parcel:
+    """Train the cases of one group in one run (stage 1 batched, stage-2 LoRA stacked around the
+    pivot among `inputs`); ships their trained slots."""
+    return _in_scratch(setup, inputs, lambda root: pretrain(specs, cache_dir=root, progress=False))
 
 
 def pivot_task(spec: CaseSpec, setup: Setup) -> Parcel:

@@ -67,6 +67,7 @@ def batchable(spec, method) -> bool:
         and spec.eval_every is None
         and getattr(type(method), "train", None) is Method.train
         and "inversion" in method.stages
+        and "inversion" in method.group_stages
     )
 
 

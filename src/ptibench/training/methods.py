@@ -35,6 +35,10 @@ class Method:
     name: str = "method"
     version: str = "1"
     stages: tuple[str, ...] = ()
+    group_stages: tuple[str, ...] = ("inversion", "finetune")
+    """Stages whose cases of one grid may train together in one group run (stage 1 batched,
+    stage-2 LoRA stacked: the same numbers to float rounding); a stage left out trains each
+    case alone (for a method whose hooks must see one case per process, say)."""
 
     def optimizer(self, stage: str, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)

@@ -43,8 +43,26 @@ from ptibench.training.loop import (
     progress_bar,
     sound_total,
 )
+from ptibench.training.methods import Method
 
 STAGE = "finetune"
+
+
+class NotStackable(ValueError):
+    """The method's adapter is not one the stacked layer reproduces: its cases train alone."""
+
+
+def stackable(spec, method) -> bool:
+    """Whether `spec` can be trained in a stacked run: stage-2 LoRA of a method that keeps the
+    default training loop (its optimizer, regulariser and lora_config hooks are honoured), without
+    in-training checkpoints. Whether its adapter is plain shows only on the UNet (NotStackable)."""
+    return (
+        spec.stage == STAGE
+        and spec.eval_every is None
+        and getattr(type(method), "train", None) is Method.train
+        and STAGE in method.stages
+        and STAGE in method.group_stages
+    )
 
 
 class StackedLoraLinear(nn.Module):
@@ -129,6 +147,26 @@ def adapted_unet(bundle, spec, method):
     return unet
 
 
+def adapter_weights(unet) -> dict[str, torch.Tensor]:
+    """The trained LoRA tensors of a case's UNet copy, by parameter name (what a cache slot keeps
+    to rebuild the copy bitwise)."""
+    return {n: p.detach().contiguous() for n, p in unet.named_parameters() if ".lora_" in n}
+
+
+def restore_adapted_unet(bundle, spec, method, weights: dict[str, torch.Tensor]):
+    """The UNet copy `train_stacked` trained for `spec`, rebuilt from its `adapter_weights`."""
+    unet = adapted_unet(bundle, spec, method)
+    own = adapter_weights(unet)
+    if set(own) != set(weights):
+        raise ValueError("the stored adapter does not match the method's lora_config")
+    with torch.no_grad():
+        for name, param in unet.named_parameters():
+            if name in weights:
+                param.copy_(weights[name])
+    unet.requires_grad_(False)
+    return unet
+
+
 def plain_lora_layers(unet) -> list[tuple[str, nn.Module]]:
     """(name, peft LoRA layer) of every adapted module, checked to be what the stacked layer
     reproduces: one adapter on an nn.Linear, no dropout, bias, DoRA or fan-in-fan-out."""
@@ -146,9 +184,11 @@ def plain_lora_layers(unet) -> list[tuple[str, nn.Module]]:
             and not layer.fan_in_fan_out
         )
         if not plain:
-            raise ValueError(f"train_stacked supports plain LoRA on nn.Linear only, not at {name}")
+            raise NotStackable(
+                f"train_stacked supports plain LoRA on nn.Linear only, not at {name}"
+            )
     if not layers:
-        raise ValueError("the method's lora_config adapts no layer of this UNet")
+        raise NotStackable("the method's lora_config adapts no layer of this UNet")
     return layers
 
 
@@ -192,7 +232,7 @@ class _StackedRun:
         self.params = [[p for p in u.parameters() if p.requires_grad] for u in self.unets]
         for params, views in zip(self.params, self.views, strict=True):
             if {id(p) for p in params} != {id(p) for pair in views for p in pair}:
-                raise ValueError("the adapter trains parameters the stacked layers do not hold")
+                raise NotStackable("the adapter trains parameters the stacked layers do not hold")
         self.optimizers = [
             method.optimizer(STAGE, params, s.lr)
             for params, s in zip(self.params, specs, strict=True)
