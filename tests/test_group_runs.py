@@ -5,11 +5,14 @@ share the groups out instead of waiting on each other."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from ptibench.concept import load_concept
+from ptibench.harness.session import SPEC_FIXTURE, worker_friendly_order
 from ptibench.models.artifacts import save_lora
 from ptibench.models.loading import load_bundle, world_version
 from ptibench.run.cache import ResultCache
@@ -136,3 +139,15 @@ def test_a_worker_trains_the_groups_nobody_holds_and_waits_only_for_its_own(worl
     assert [slots[s] for s in stage1] == [False, False], "another process's group is left to it"
     assert all(slots[s] for s in [*stage2, *other_seed])
     assert pretrain(specs, cache_dir=tmp_path) == 2, "without `need`, every group is trained"
+
+
+def test_the_xdist_order_starts_every_group_then_fills_with_stage1_evaluations(world):
+    stage1 = [s.with_(stage="inversion") for s in lora_specs(world, lrs=(1e-3, 1e-2, 1e-1))]
+    stage2 = lora_specs(world, lrs=(1e-4, 1e-3, 1e-2))
+    full = stage2[0].with_(stage="finetune-full")
+    items = [
+        SimpleNamespace(callspec=SimpleNamespace(params={SPEC_FIXTURE: spec}))
+        for spec in [*stage2, full, *stage1]
+    ]
+    order = [item.callspec.params[SPEC_FIXTURE] for item in worker_friendly_order(items)]
+    assert order == [*stage2[:2], *stage1[:2], full, stage1[2], stage2[2]]

@@ -30,6 +30,7 @@ from ptibench.results.export import check_tracker, to_tensorboard
 from ptibench.results.history import autosave, saved_runs
 from ptibench.results.report import collect_artifacts
 from ptibench.run.cache import fresh_cache_dir
+from ptibench.run.pretrain import group_key
 from ptibench.run.ray_executor import DEFAULT_RETRIES, RayExecutor, import_ray
 from ptibench.spec import DEFAULT_METHOD, STAGES, CaseSpec, lr_key
 from ptibench.training.methods import get_method
@@ -397,19 +398,26 @@ def is_case(item) -> bool:
 def worker_friendly_order(cases: list) -> list:
     """Cases in the order that keeps two or more xdist workers busy.
 
-    The first inversion case trains the whole stage-1 grid batched (minutes) and every other
-    inversion case waits on that run's lock. xdist's load scheduler starts each worker on two
-    consecutive items, so two inversion cases go first (the training worker's share), then the
-    cases that do not wait on it (fine-tuning), then the other inversion cases, which by then
-    read their embeddings from the cache. Alone, the order changes nothing.
+    A worker's first case trains the group runs nobody else has started (ptibench.run.pretrain)
+    and later cases of a group wait until its run is done. xdist's load scheduler starts each
+    worker on a chunk of consecutive items (two for the default grid), so each group's first two
+    cases go first (the runs start at once, spread over the workers), then the cases that train
+    alone, then the rest of the stage-1 groups, whose batched run ends first, then the rest of
+    the stage-2 groups, which wait on a pivot and a stacked run. Alone, the order changes
+    nothing.
     """
-
-    def is_inversion(item) -> bool:
-        return item.callspec.params[SPEC_FIXTURE].stage == "inversion"
-
-    inversion = [c for c in cases if hasattr(c, "callspec") and is_inversion(c)]
-    others = [c for c in cases if c not in inversion]
-    return inversion[:2] + others + inversion[2:]
+    groups: dict[str, list] = {}
+    alone = []
+    for item in cases:
+        key = group_key(item.callspec.params[SPEC_FIXTURE]) if hasattr(item, "callspec") else None
+        if key is None:
+            alone.append(item)
+        else:
+            groups.setdefault(key, []).append(item)
+    leaders = [item for members in groups.values() for item in members[:2]]
+    rest = [item for members in groups.values() for item in members[2:]]
+    rest.sort(key=lambda item: item.callspec.params[SPEC_FIXTURE].stage != "inversion")
+    return leaders + alone + rest
 
 
 def recorded_context(config, result) -> dict[str, Any]:

@@ -143,22 +143,27 @@ def _grid_lock(cache, specs, world_version: str, method):
     return file_lock(cache.root / ".locks" / f"grid-{name}.lock")
 
 
+def group_key(spec) -> str | None:
+    """The group run `spec` trains in, or None when it trains alone (group runs off, a method
+    or stage that opts out, a spec the runner will refuse)."""
+    if not grid_batching_enabled():
+        return None
+    try:
+        validate_spec(spec)
+        trainable = group_trainable(spec, get_method(spec.method))
+    except PtibenchError:
+        return None
+    return batch_group_key(spec) if trainable else None
+
+
 def trainable_groups(specs) -> list[list]:
     """The specs that train in group runs, grouped (same everything but lr), in first-seen
     order; specs that cannot are left out (the runner trains them one by one)."""
-    if not grid_batching_enabled():
-        return []
     groups: dict[str, list] = {}
     for spec in specs:
-        try:
-            validate_spec(spec)
-            method = get_method(spec.method)
-        except PtibenchError:  # the runner reports bad specs itself, one line per case
-            continue
-        if group_trainable(spec, method):
-            members = groups.setdefault(batch_group_key(spec), [])
-            if spec not in members:
-                members.append(spec)
+        key = group_key(spec)
+        if key is not None and spec not in groups.setdefault(key, []):
+            groups[key].append(spec)
     return [group for group in groups.values() if len(group) >= MIN_BATCHED]
 
 
