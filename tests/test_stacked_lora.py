@@ -190,3 +190,13 @@ def test_the_stacked_layer_adds_each_adapter_to_its_own_group_only():
         torch.testing.assert_close(out[2:], base(x[2:4]) + (x[2:4] @ down[2].T @ up[2].T) * 0.5)
         with pytest.raises(ValueError):
             layer(x[:3])
+
+
+def test_each_case_owns_only_its_adapter(setup, runs):
+    """K stacked cases cost K adapters, not K UNet copies: the frozen weights are the bundle's."""
+    bundle = setup[1]
+    shared = {p.data_ptr() for p in bundle.unet.parameters()}
+    for outcome in runs[2]:
+        own = [n for n, p in outcome.unet.named_parameters() if p.data_ptr() not in shared]
+        assert own, "the adapter is the case's own"
+        assert all(".lora_" in name for name in own), own[:3]

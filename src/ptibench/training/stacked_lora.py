@@ -137,8 +137,10 @@ def train_stacked(
 
 def adapted_unet(bundle, spec, method):
     """The UNet copy `finetune.train` would train for `spec`, its adapter freshly initialised
-    (and cast to float32) the same way, so the stacked run starts where the sequential one does."""
-    unet = copy.deepcopy(bundle.unet)
+    (and cast to float32) the same way, so the stacked run starts where the sequential one does.
+    The copy shares the frozen weights with the bundle's UNet and owns only its adapter: K cases
+    cost K adapters, not K UNets."""
+    unet = shared_weight_copy(bundle.unet)
     torch.manual_seed(spec.seed)
     unet.add_adapter(method.lora_config())
     for p in unet.parameters():
