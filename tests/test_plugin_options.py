@@ -109,16 +109,25 @@ def test_nothing_collected_is_exit_5(pytester):
 def test_ids_and_order_are_readable_and_stable(pytester):
     make_project(pytester)
     result = run(pytester, "--collect-only", "-q", "--lr-grid", "default", "--seeds", "2")
-    ids = [line for line in result.stdout.lines if "::" in line]
-    assert ids[0].endswith("[inversion-lr=1e-03-seed=0]")
-    assert ids[1].endswith("[inversion-lr=1e-03-seed=1]")
-    # then every fine-tuning case (they do not wait on the batched stage-1 run), then the rest
-    assert all("[finetune-" in i for i in ids[2:14]), ids
-    assert ids[14].endswith("[inversion-lr=3e-03-seed=0]")
-    assert ids[-1].endswith("[inversion-lr=1e+00-seed=1]")
+    ids = [line.split("[")[1].rstrip("]") for line in result.stdout.lines if "::" in line]
+    # each group run's first two cases (a seed's stage-1 batch, its stage-2 stack) ...
+    assert ids[:8] == [
+        "inversion-lr=1e-03-seed=0",
+        "inversion-lr=3e-03-seed=0",
+        "inversion-lr=1e-03-seed=1",
+        "inversion-lr=3e-03-seed=1",
+        "finetune-lr=3e-05-seed=0",
+        "finetune-lr=1e-04-seed=0",
+        "finetune-lr=3e-05-seed=1",
+        "finetune-lr=1e-04-seed=1",
+    ]
+    # ... then the other stage-1 cases (their batch ends first), then the other stage-2 cases
+    assert all(i.startswith("inversion-") for i in ids[8:18]), ids
+    assert all(i.startswith("finetune-") for i in ids[18:]), ids
+    assert ids[-1] == "finetune-lr=1e-02-seed=1"
     assert len(ids) == 2 * (7 + 6)
     again = run(pytester, "--collect-only", "-q", "--lr-grid", "default", "--seeds", "2")
-    assert [line for line in again.stdout.lines if "::" in line] == ids
+    assert [line.split("[")[1].rstrip("]") for line in again.stdout.lines if "::" in line] == ids
 
 
 def test_default_stages_narrow_to_the_method(pytester):
