@@ -200,9 +200,7 @@ def test_a_break_does_not_widen_the_other_lrs_allowance(tmp_path):
     it keeps its own, and the others' allowance stays what their spread gives."""
     rng = np.random.default_rng(4)
     values = simulated(rng, sd=0.01)
-    calm = baselines.summarise(
-        json.loads(record(tmp_path / "calm", values).read_text())["entries"]
-    )
+    calm = baselines.summarise(json.loads(record(tmp_path / "calm", values).read_text())["entries"])
     for seed, value in zip(SEEDS, (0.1, 0.5, 0.9), strict=True):
         values[(1.0, seed)]["clip_i"] = value
     path = record(tmp_path / "broken", values)

@@ -306,7 +306,7 @@ def test_new_method_is_shown_beside_the_default_baseline(pytester):
 
 
 def test_a_new_method_without_baselines_passes_beside_the_reference(pytester):
-    """"Compare my method": no baselines of its own is not a red run; the table of the method
+    """ "Compare my method": no baselines of its own is not a red run; the table of the method
     beside pti's stored baseline is the result. --ptibench-strict makes it one (for CI)."""
     make_project(pytester)
     record(pytester)

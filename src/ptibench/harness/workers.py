@@ -1,5 +1,4 @@
-"""Placing xdist workers: one GPU each on CUDA, a share of the cores each on CPU.
-"""
+"""Placing xdist workers: one GPU each on CUDA, a share of the cores each on CPU."""
 
 from __future__ import annotations
 

@@ -24,7 +24,6 @@ def embedding_tensors(bundle, placeholder: str, vector: torch.Tensor) -> dict:
 def save_learned_embeds(bundle, path: Path, placeholder: str, vector: torch.Tensor) -> None:
     from safetensors.torch import save_file
 
-
     with atomic_path(path) as tmp:
         save_file(embedding_tensors(bundle, placeholder, vector), str(tmp))
 

@@ -37,7 +37,6 @@ def detect_kind(folder: Path) -> str:
 def pipeline_class(kind: str):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
-
     if kind == "sd":
         return StableDiffusionPipeline
     if kind == "sdxl":

@@ -85,7 +85,6 @@ def _load_lpips(config: WorldConfig, device: torch.device):
     if weights == "random":  # offline tests: random backbone, lpips's shipped linear heads
         metric = lpips.LPIPS(net=config.lpips_net, pnet_rand=True, verbose=False)
     elif weights is None:
-
         check_lpips_backbone(config.lpips_net)
         metric = lpips.LPIPS(net=config.lpips_net, verbose=False)
     else:

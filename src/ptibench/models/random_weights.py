@@ -37,7 +37,6 @@ def _write_random_world(folder: Path, seed: int) -> None:
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import save_file
 
-
     folder = Path(folder)
     torch.manual_seed(seed)
     pipe = StableDiffusionPipeline(
@@ -79,7 +78,6 @@ SD_SCHEDULER = dict(
 
 def clip_tokenizer(folder: Path, pad_token: str = "<|endoftext|>"):
     from transformers import CLIPTokenizer
-
 
     write_clip_tokenizer_files(folder)
     return CLIPTokenizer(

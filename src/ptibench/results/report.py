@@ -89,11 +89,7 @@ def timing_line(document: Mapping[str, Any]) -> str:
     train = sum(t.get("train_s", 0.0) + t.get("pivot_s", 0.0) for t in fresh)
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
     total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)
-    shared = (
-        f" ({sum(batched):.0f} s of it in group runs, {len(batched)} cases)"
-        if batched
-        else ""
-    )
+    shared = f" ({sum(batched):.0f} s of it in group runs, {len(batched)} cases)" if batched else ""
     other = max(total - train - evaluate, 0.0)
     return (
         f"{len(cases)} case(s): {len(cases) - cached} run, {cached} from the cache; worker time "

@@ -49,14 +49,13 @@ from ptibench.run.cache import (
 from ptibench.run.pretrain import (
     MIN_BATCHED,
     discard_trained,
-    group_trainable,
+    group_key,
     has_trained,
     trained_dir,
 )
 from ptibench.run.runner import export_artifacts, resolve_case
 from ptibench.run.tasks import Parcel, Setup, case_task, grid_task, pivot_task, unpack
 from ptibench.spec import CaseResult, CaseSpec
-from ptibench.training.batched import batch_group_key, grid_batching_enabled
 from ptibench.training.finetune import pivot_spec
 
 INSTALL_HINT = "pip install 'ptibench[ray]'"
@@ -193,19 +192,20 @@ def plan_work(specs: list[CaseSpec], cache: ResultCache) -> Plan:
         cached = cache.load(entry)
         if cached is not None:
             plan.cached[spec] = cached
-        elif grid_batching_enabled() and group_trainable(spec, method):
-            groups.setdefault(batch_group_key(spec), []).append((spec, world, method, version))
+        elif (key := group_key(spec)) is not None:
+            groups.setdefault(key, []).append((spec, world, method, version))
         else:
             needs, given = pivot_input(spec, world, method, version)
             cases.append(Unit("case", entry.name, (spec,), world, needs=needs, given=given))
     group_units = []
-    for members in groups.values():
+    for group, members in groups.items():
         needs, given = pivot_input(*members[0])
         todo = [m[0] for m in members if not has_trained(cache, plan.entries[m[0]])]
         batched = len(todo) >= MIN_BATCHED
         if batched:
-            key = f"grid-{batch_group_key(todo[0])}"
-            unit = Unit("grid", key, tuple(todo), members[0][1], needs=needs, given=dict(given))
+            unit = Unit(
+                "grid", f"grid-{group}", tuple(todo), members[0][1], needs=needs, given=dict(given)
+            )
             group_units.append(unit)
         for spec, world, _, _ in members:
             entry = plan.entries[spec]

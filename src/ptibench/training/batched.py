@@ -46,7 +46,7 @@ from ptibench.training.loop import (
     progress_bar,
     sound_total,
 )
-from ptibench.training.methods import Method
+from ptibench.training.methods import joins_group_run
 
 BATCH_GRID_ENV = "PTIBENCH_BATCH_GRID"
 """Set to 0 to train every case on its own (the batched grid is the default: it measured
@@ -58,17 +58,8 @@ def grid_batching_enabled() -> bool:
 
 
 def batchable(spec, method) -> bool:
-    """Whether `spec` can be trained in a batched grid: stage 1 of a method that keeps the
-    default training loop (hooks such as optimizer/regulariser are honoured; an overridden
-    `train` is not), without in-training checkpoints (eval_every)."""
-
-    return (
-        spec.stage == "inversion"
-        and spec.eval_every is None
-        and getattr(type(method), "train", None) is Method.train
-        and "inversion" in method.stages
-        and "inversion" in method.group_stages
-    )
+    """Whether `spec` can be trained in a batched stage-1 grid (methods.joins_group_run)."""
+    return joins_group_run(spec, method, "inversion")
 
 
 def batch_group_key(spec) -> str:

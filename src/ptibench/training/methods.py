@@ -76,6 +76,20 @@ class Method:
         return {"name": self.name, "version": self.version, "stages": list(self.stages)}
 
 
+def joins_group_run(spec, method: Method, stage: str) -> bool:
+    """Whether `spec` can train in a group run of `stage`: a case of that stage, without
+    in-training checkpoints (eval_every), of a method that keeps the default training loop (its
+    optimizer, regulariser and lora_config hooks are honoured; an overridden `train` is not) and
+    lets the stage train in groups."""
+    return (
+        spec.stage == stage
+        and spec.eval_every is None
+        and getattr(type(method), "train", None) is Method.train
+        and stage in method.stages
+        and stage in method.group_stages
+    )
+
+
 class PTI(Method):
     """Pivotal tuning: textual inversion, then a LoRA (or the whole UNet) around the pivot."""
 

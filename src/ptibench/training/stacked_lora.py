@@ -43,7 +43,7 @@ from ptibench.training.loop import (
     progress_bar,
     sound_total,
 )
-from ptibench.training.methods import Method
+from ptibench.training.methods import joins_group_run
 
 STAGE = "finetune"
 
@@ -53,16 +53,9 @@ class NotStackable(ValueError):
 
 
 def stackable(spec, method) -> bool:
-    """Whether `spec` can be trained in a stacked run: stage-2 LoRA of a method that keeps the
-    default training loop (its optimizer, regulariser and lora_config hooks are honoured), without
-    in-training checkpoints. Whether its adapter is plain shows only on the UNet (NotStackable)."""
-    return (
-        spec.stage == STAGE
-        and spec.eval_every is None
-        and getattr(type(method), "train", None) is Method.train
-        and STAGE in method.stages
-        and STAGE in method.group_stages
-    )
+    """Whether `spec` can be trained in a stacked run (methods.joins_group_run). Whether its
+    adapter is plain shows only on the UNet (NotStackable)."""
+    return joins_group_run(spec, method, STAGE)
 
 
 class StackedLoraLinear(nn.Module):

@@ -1,5 +1,4 @@
-"""The tiny CLIP (open_clip custom model), trained contrastively on captioned renders.
-"""
+"""The tiny CLIP (open_clip custom model), trained contrastively on captioned renders."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""The tiny world's VAE (32x32x3 <-> 16x16x4), trained on rendered images.
-"""
+"""The tiny world's VAE (32x32x3 <-> 16x16x4), trained on rendered images."""
 
 from __future__ import annotations
 
