@@ -100,8 +100,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "lora-dropped-at-evaluation",
         "run/runner.py",
-        "        evaluation = self.evaluate(outcome.vector, outcome.unet, self.progress)",
-        "        evaluation = self.evaluate(outcome.vector, None, self.progress)",
+        "evaluation = self.evaluate(outcome.vector, outcome.unet,",
+        "evaluation = self.evaluate(outcome.vector, None,",
         (GUARD_EVAL,),
         "the runner evaluates the base UNet instead of the trained adapter",
     ),
@@ -135,8 +135,8 @@ FAULTS: tuple[Fault, ...] = (
     Fault(
         "runner-evaluates-the-initial-vector",
         "run/runner.py",
-        "        evaluation = self.evaluate(outcome.vector, outcome.unet, self.progress)",
-        "        evaluation = self.evaluate(outcome.initial, outcome.unet, self.progress)",
+        "evaluation = self.evaluate(outcome.vector, outcome.unet,",
+        "evaluation = self.evaluate(outcome.initial, outcome.unet,",
         (GUARD_EVAL,),
         "the runner hands evaluation the stage's starting vector",
     ),
@@ -217,6 +217,14 @@ FAULTS: tuple[Fault, ...] = (
         "            method.optimizer(STAGE, params, s.lr / 2)",
         ("tests/test_stacked_lora.py", "tests/test_group_runs.py"),
         "the stacked LoRA grid (the default stage-2 path of run_cases and the plugin)",
+    ),
+    Fault(
+        "group-sampling-adapter-misrouted",
+        "training/stacked_lora.py",
+        "        rows = rows.repeat(x.shape[0] // len(rows))",
+        "        rows = rows.flip(0).repeat(x.shape[0] // len(rows))",
+        ("tests/test_group_sampling.py",),
+        "evaluation sampled across cases gives a sample another case's adapter",
     ),
     Fault(
         "pivot-replaced-by-initial",

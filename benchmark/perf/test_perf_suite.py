@@ -168,6 +168,71 @@ def test_sampling_batch_scaling(benchmark, perf_setup):
     )
 
 
+@pytest.mark.parametrize("stage", ["inversion", "finetune"])
+def test_group_sampling_vs_per_case(benchmark, perf_setup, stage):
+    """A grid's evaluation images sampled across cases in shared batches (what a group run does
+    with PTIBENCH_GROUP_SAMPLING) vs each case sampling its own, side by side (A B A B), at the
+    default evaluation plan with fewer sampler steps: stage 1's K vectors, or stage 2's K
+    adapters routed per sample over one UNet. Both sides draw the same images."""
+    from ptibench.evaluation.evaluate import case_plan, sample_cases
+    from ptibench.evaluation.sampling import generate_rows
+    from ptibench.training.stacked_lora import AdapterRouter, adapted_unet
+
+    world, bundle, concept, _, _ = perf_setup
+    config = EvalConfig(sample_steps=int(os.environ.get("PTIBENCH_PERF_SAMPLE_STEPS", "5")))
+    start = bundle.word_embedding(concept.initializer)
+    gen = torch.Generator().manual_seed(0)
+    lrs = INVERSION_GRID if stage == "inversion" else FINETUNE_LRS
+    unets = [None] * len(lrs)
+    route = shared_unet = None
+    if stage == "inversion":
+        vectors = [start + 0.1 * torch.randn(start.shape, generator=gen) for _ in lrs]
+    else:
+        vectors = [start] * len(lrs)
+        method = get_method("pti")
+        unets = [adapted_unet(bundle, spec_for(world, stage=stage, lr=lr), method) for lr in lrs]
+        for unet in unets:
+            unet.requires_grad_(False)
+        router = AdapterRouter(bundle, unets)
+        shared_unet, route = router.unet, router.route
+    plan = case_plan(concept, config, oracle=world.oracle)
+    prompts = [concept.with_placeholder(t) for t in plan]
+    counts = list(plan.values())
+
+    def per_case():
+        out = []
+        for vector, unet in zip(vectors, unets, strict=True):
+            embeds = bundle.encode(prompts, concept.placeholder, vector)
+            out.append(generate_rows(bundle, embeds, counts, config, unet=unet))
+        return out
+
+    def shared():
+        return sample_cases(
+            bundle, concept, config, vectors, oracle=world.oracle, unet=shared_unet, route=route
+        )
+
+    seconds: dict[str, list[float]] = {"per_case": [], "shared": []}
+
+    def rounds():
+        for _ in range(ROUNDS):
+            for name, fn in (("per_case", per_case), ("shared", shared)):
+                taken, _ = timed(fn)
+                seconds[name].append(taken)
+
+    once(benchmark, rounds)
+    alone, together = min(seconds["per_case"]), min(seconds["shared"])
+    record(
+        benchmark,
+        f"group_sampling_{stage}",
+        cases=len(lrs),
+        images=len(lrs) * sum(counts),
+        sample_steps=config.sample_steps,
+        per_case_s=round(alone, 2),
+        shared_s=round(together, 2),
+        shared_over_per_case=round(alone / together, 3),
+    )
+
+
 def test_full_case(benchmark, perf_setup, tmp_path, monkeypatch):
     """One inversion case at the default evaluation, few steps; the 1000-step case and its
     evaluation share are extrapolated from the measured per-step time (an estimate). Training

@@ -41,7 +41,7 @@ from ptibench.evaluation.leakage import (
     make_probe,
     sample_counts,
 )
-from ptibench.evaluation.sampling import generate_rows, to_model_range
+from ptibench.evaluation.sampling import generate_cases, generate_rows, to_model_range
 from ptibench.models.bundle import ModelBundle
 from ptibench.models.metric_models import MetricModels
 from ptibench.spec import EvalConfig
@@ -95,6 +95,33 @@ def sample_plan(concept: Concept, config: EvalConfig, context_free: bool) -> dic
     return counts
 
 
+def case_plan(concept: Concept, config: EvalConfig, oracle: bool) -> dict[str, int]:
+    """The prompt templates `evaluate` samples for a case, with their counts."""
+    return sample_plan(concept, config, oracle and make_probe(concept) is not None)
+
+
+@torch.no_grad()
+def sample_cases(
+    bundle: ModelBundle,
+    concept: Concept,
+    config: EvalConfig,
+    vectors: list[torch.Tensor],
+    *,
+    oracle: bool = False,
+    unet=None,
+    route=None,
+    progress: bool = False,
+) -> list[list[np.ndarray]]:
+    """The rows `evaluate` samples, for several cases of one concept that differ only in their
+    vector or (a routed UNet, `route`) their adapter, sampled in shared batches; pass each
+    case's rows to `evaluate` as `sampled`."""
+    plan = case_plan(concept, config, oracle)
+    prompts = [concept.with_placeholder(t) for t in plan]
+    embeds = [bundle.encode(prompts, concept.placeholder, v) for v in vectors]
+    counts = list(plan.values())
+    return generate_cases(bundle, embeds, counts, config, unet=unet, route=route, progress=progress)
+
+
 @torch.no_grad()
 def evaluate(
     bundle: ModelBundle,
@@ -109,16 +136,25 @@ def evaluate(
     oracle: bool = False,
     progress: bool = False,
     base: Copies | None = None,
+    sampled: list[np.ndarray] | None = None,
 ) -> Evaluation:
     """Sample every prompt of the case in one batch, then measure. `base`: the base model's
-    context copies (leakage.base_copies; computed here when not given)."""
+    context copies (leakage.base_copies; computed here when not given). `sampled`: the case's
+    rows, already sampled (sample_cases), in `case_plan` order."""
     unet = unet if unet is not None else bundle.unet
     probe = make_probe(concept) if oracle else None
     plan = sample_plan(concept, config, probe is not None)
     templates = list(plan)
     prompts = [concept.with_placeholder(t) for t in templates]
     embeds = bundle.encode(prompts, concept.placeholder, vector)
-    rows = generate_rows(bundle, embeds, list(plan.values()), config, unet=unet, progress=progress)
+    if sampled is None:
+        rows = generate_rows(
+            bundle, embeds, list(plan.values()), config, unet=unet, progress=progress
+        )
+    elif [len(row) for row in sampled] == list(plan.values()):
+        rows = list(sampled)
+    else:
+        raise ValueError("the samples given were drawn for another sampling plan")
     by_template = dict(zip(templates, rows, strict=True))
     shown = [concept.reconstruction_prompt] + [e.prompt for e in concept.edit_prompts]
     sheet = [concept.with_placeholder(t) for t in shown]

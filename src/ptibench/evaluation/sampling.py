@@ -10,6 +10,8 @@ from the models, not from the draw. The scheduler is the pipeline's own (DPM-Sol
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
@@ -54,13 +56,22 @@ def generate_rows(
     *,
     unet=None,
     progress: bool = False,
+    labels: list[int] | None = None,
+    route: Callable[[list[int]], None] | None = None,
 ) -> list[np.ndarray]:
     """counts[i] images of prompt embedding i, as uint8 arrays [counts[i], H, W, 3]. Sample j of
-    every prompt starts from the noise of seed `config.seed + j`, whatever the other counts."""
+    every prompt starts from the noise of seed `config.seed + j`, whatever the other counts.
+    With `route`, each batch's samples' labels (labels[i] for prompt embedding i) are handed to
+    it before the batch is sampled (a routed UNet picks each sample's adapter by them)."""
     embeds = torch.cat(
         [e.unsqueeze(0).expand(n, *e.shape) for e, n in zip(prompt_embeds, counts, strict=True)]
     )
     seeds = [config.seed + j for n in counts for j in range(n)]
+    sample_labels = [
+        label for label, n in zip(labels or [], counts, strict=False) for _ in range(n)
+    ]
+    if route is not None and len(sample_labels) != len(seeds):
+        raise ValueError("routed sampling needs one label per prompt embedding")
     uncond = bundle.unconditional()
     pipe = bundle.sampling_pipeline(unet)
     pipe.set_progress_bar_config(disable=True)
@@ -71,6 +82,8 @@ def generate_rows(
     for start in tqdm(starts, desc="sampling", unit="batch", disable=not progress, leave=False):
         cond = embeds[start : start + chunk]
         generators = [torch.Generator(device).manual_seed(s) for s in seeds[start : start + chunk]]
+        if route is not None:
+            route(sample_labels[start : start + chunk])
         with autocast(device, bundle.dtype):
             result = pipe(
                 **pipe_inputs(bundle, cond, uncond.expand(len(cond), -1, -1)),
@@ -85,3 +98,34 @@ def generate_rows(
     images = np.concatenate(out)
     bounds = np.cumsum([0, *counts])
     return [images[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+@torch.no_grad()
+def generate_cases(
+    bundle: ModelBundle,
+    case_embeds: list[torch.Tensor],
+    counts: list[int],
+    config: EvalConfig,
+    *,
+    unet=None,
+    route: Callable[[list[int]], None] | None = None,
+    progress: bool = False,
+) -> list[list[np.ndarray]]:
+    """Several cases' rows (generate_rows with the same `counts` for each case's prompt
+    embeddings) sampled in shared batches: sample j of every prompt of every case keeps the
+    seed `config.seed + j`, so each case gets the images it gets sampled alone, up to the
+    rounding of a different batch. `route` gets the case index of each batch's samples (a
+    routed UNet holding one adapter per case)."""
+    labels = [case for case in range(len(case_embeds)) for _ in counts]
+    rows = generate_rows(
+        bundle,
+        torch.cat(list(case_embeds)),
+        list(counts) * len(case_embeds),
+        config,
+        unet=unet,
+        progress=progress,
+        labels=labels,
+        route=route,
+    )
+    per_case = len(counts)
+    return [rows[k * per_case : (k + 1) * per_case] for k in range(len(case_embeds))]

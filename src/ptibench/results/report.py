@@ -79,13 +79,18 @@ def timing_line(document: Mapping[str, Any]) -> str:
 
     A case trained in a group run (stage 1 batched, stage-2 LoRA stacked) records its share of
     that run in `train_s` and, with the pivot the run trained first, in `batched_train_s` (0 for
-    a case that trained alone); the run happened before the case started, so that time is
+    a case that trained alone); with group sampling, its share of the run's sampling is in
+    `batched_eval_s` and in `eval_s`. The run happened before the case started, so that time is
     outside the case's `total_s` and is added to the total here. The parts add up to the total.
     """
     cases = document["cases"]
     cached = sum(bool(case.get("from_cache")) for case in cases)
     fresh = [case.get("timings") or {} for case in cases if not case.get("from_cache")]
-    batched = [t["batched_train_s"] for t in fresh if t.get("batched_train_s")]
+    batched = [
+        t.get("batched_train_s", 0.0) + t.get("batched_eval_s", 0.0)
+        for t in fresh
+        if t.get("batched_train_s") or t.get("batched_eval_s")
+    ]
     train = sum(t.get("train_s", 0.0) + t.get("pivot_s", 0.0) for t in fresh)
     evaluate = sum(t.get("eval_s", 0.0) for t in fresh)
     total = sum(t.get("total_s", 0.0) for t in fresh) + sum(batched)

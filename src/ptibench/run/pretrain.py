@@ -4,6 +4,12 @@ the seed's pivot: ptibench.training.stacked_lora), under one file lock per group
 trained outcome is left in the cache (`<cache>/trained/<entry>/`), where the runner finds it and
 evaluates and stores the case as if it had trained it itself.
 
+With group sampling on (GROUP_SAMPLING_ENV; by default on a CUDA device only), the run also
+samples every case's evaluation prompts in shared batches (stage 1: the cases' vectors side by
+side; stage 2: their adapters routed per sample over one UNet) and leaves each case its images;
+the runner then only measures them. Each sample keeps its seed, so a case's images are the ones
+it samples alone up to the rounding of a different batch (bitwise on the CPUs tested).
+
 Concurrent workers share the groups out: a worker trains every group no other process has locked
 (the one its own case needs first), skips the locked ones, and then waits only for its own case's
 group. Two xdist workers thus train two groups at a time, whichever cases they were handed.
@@ -13,16 +19,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import Timeout
 from safetensors.torch import load_file, save_file
 
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
+from ptibench.evaluation.evaluate import sample_cases
 from ptibench.io import atomic_write_json, ensure_dir, file_lock, read_json
 from ptibench.models.artifacts import load_embedding, save_embedding
 from ptibench.models.loading import load_bundle, world_version
@@ -39,6 +48,7 @@ from ptibench.training.finetune import get_pivot, pivot_spec
 from ptibench.training.loop import StageContext, TrainingData, TrainOutcome
 from ptibench.training.methods import get_method
 from ptibench.training.stacked_lora import (
+    AdapterRouter,
     NotStackable,
     adapter_weights,
     restore_adapted_unet,
@@ -53,6 +63,21 @@ MIN_BATCHED = 2
 ADAPTER_FILE = "adapter.safetensors"
 """A stage-2 slot's trained LoRA tensors (peft's parameter names; see load_trained)."""
 
+SAMPLES_FILE = "samples.npz"
+"""A slot's evaluation images from group sampling: one uint8 array per planned prompt."""
+
+GROUP_SAMPLING_ENV = "PTIBENCH_GROUP_SAMPLING"
+"""1: group runs also sample their cases' evaluation images in shared batches; 0: each case
+samples its own; auto (the default): on a CUDA device only. On the 2-core CPU of the README's
+performance section shared batches sample no faster than a case's own batch of 32."""
+
+
+def group_sampling_enabled(device: torch.device) -> bool:
+    value = os.environ.get(GROUP_SAMPLING_ENV, "auto").strip().lower()
+    if value == "auto":
+        return device.type == "cuda"
+    return value not in ("0", "false", "no", "")
+
 
 @dataclass
 class Trained:
@@ -62,6 +87,8 @@ class Trained:
     outcome: TrainOutcome
     train_s: float
     pivot_s: float = 0.0
+    samples: list[np.ndarray] | None = None
+    sample_s: float = 0.0
 
 
 def group_trainable(spec, method) -> bool:
@@ -74,10 +101,18 @@ def trained_dir(cache, entry) -> Path:
 
 
 def save_trained(
-    folder: Path, outcome: TrainOutcome, placeholder: str, seconds: float, pivot_s: float = 0.0
+    folder: Path,
+    outcome: TrainOutcome,
+    placeholder: str,
+    seconds: float,
+    pivot_s: float = 0.0,
+    samples: list[np.ndarray] | None = None,
+    sample_s: float = 0.0,
 ) -> None:
     """A case's slot; outcome.json goes last (it marks the slot complete)."""
     ensure_dir(folder)
+    if samples is not None:
+        np.savez(folder / SAMPLES_FILE, *samples)
     save_embedding(folder / "vector.safetensors", placeholder, outcome.vector)
     save_embedding(folder / "initial.safetensors", placeholder, outcome.initial)
     lora = outcome.lora and outcome.status == "ok"
@@ -93,6 +128,7 @@ def save_trained(
             "train_s": seconds,
             "pivot_s": pivot_s,
             "lora": lora,
+            "sample_s": sample_s if samples is not None else 0.0,
         },
     )
 
@@ -125,9 +161,19 @@ def load_trained(cache, entry, case=None) -> Trained | None:
             weights = load_file(str(folder / ADAPTER_FILE))
             with torch.random.fork_rng(devices=[]):
                 outcome.unet = restore_adapted_unet(bundle, spec, method, weights)
+        samples = None
+        if (folder / SAMPLES_FILE).is_file():
+            with np.load(folder / SAMPLES_FILE) as stored:
+                samples = [stored[f"arr_{i}"] for i in range(len(stored.files))]
     except Exception:  # noqa: BLE001 - an unreadable slot is absent: the case trains itself
         return None
-    return Trained(outcome, float(record.get("train_s", 0.0)), float(record.get("pivot_s", 0.0)))
+    return Trained(
+        outcome,
+        float(record.get("train_s", 0.0)),
+        float(record.get("pivot_s", 0.0)),
+        samples,
+        float(record.get("sample_s", 0.0)) if samples is not None else 0.0,
+    )
 
 
 def discard_trained(cache, entry) -> None:
@@ -245,7 +291,41 @@ def _train_group(group, cache, method, world, version: str, progress: bool) -> i
             except NotStackable:
                 return 0
     share = (time.perf_counter() - clock) / len(todo)
+    samples: list = [None] * len(todo)
+    sample_share = 0.0
+    if group_sampling_enabled(bundle.device):
+        clock = time.perf_counter()
+        samples = sample_group(bundle, concept, specs[0].eval, outcomes, world.oracle)
+        sample_share = (time.perf_counter() - clock) / len(todo)
     for index, ((_, entry), outcome) in enumerate(zip(todo, outcomes, strict=True)):
         first_pivot = pivot_s if index == 0 else 0.0
-        save_trained(trained_dir(cache, entry), outcome, concept.placeholder, share, first_pivot)
+        save_trained(
+            trained_dir(cache, entry),
+            outcome,
+            concept.placeholder,
+            share,
+            first_pivot,
+            samples[index],
+            sample_share,
+        )
     return len(todo)
+
+
+def sample_group(bundle, concept, config, outcomes, oracle: bool) -> list:
+    """The evaluation images of a group run's sound cases, sampled in shared batches (None for
+    a case that diverged: it is not evaluated). Stage-2 cases share the pivot and differ in their
+    adapter: one routed UNet holds them all."""
+    sound = [k for k, outcome in enumerate(outcomes) if outcome.status == "ok"]
+    if not sound:
+        return [None] * len(outcomes)
+    vectors = [outcomes[k].vector for k in sound]
+    unet = route = None
+    if outcomes[sound[0]].lora:
+        router = AdapterRouter(bundle, [outcomes[k].unet for k in sound])
+        unet, route = router.unet, router.route
+    with torch.random.fork_rng(devices=[]):
+        rows = sample_cases(bundle, concept, config, vectors, oracle=oracle, unet=unet, route=route)
+    samples: list = [None] * len(outcomes)
+    for k, case_rows in zip(sound, rows, strict=True):
+        samples[k] = case_rows
+    return samples

@@ -30,6 +30,7 @@ import itertools
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ptibench.models.diffusion import diffusion_loss
 from ptibench.training.finetune import lora_distance, pivot_distance
@@ -59,10 +60,16 @@ def stackable(spec, method) -> bool:
 
 
 class StackedLoraLinear(nn.Module):
-    """A frozen nn.Linear with K LoRA adapters; the input's leading dimension holds the active
-    adapters' groups in order, and group k gets only adapter k's update scale * B_k A_k x.
-    `active` lists the adapters whose groups the input holds (None: all K), so a case that has
-    left the batch costs nothing and gets no gradient."""
+    """A frozen nn.Linear with K LoRA adapters, in one of two modes.
+
+    Training: the input's leading dimension holds the active adapters' groups in order, and
+    group k gets only adapter k's update scale * B_k A_k x. `active` lists the adapters whose
+    groups the input holds (None: all K), so a case that has left the batch costs nothing and
+    gets no gradient.
+
+    Routed (sampling, `rows` set): sample i gets adapter rows[i]'s update, computed on the
+    samples of that adapter as peft's own layer computes it; a batch that is a whole multiple of
+    `rows` repeats it (classifier-free guidance stacks the unconditional half first)."""
 
     def __init__(self, base: nn.Linear, lora_A: torch.Tensor, lora_B: torch.Tensor, scaling):
         super().__init__()
@@ -71,8 +78,11 @@ class StackedLoraLinear(nn.Module):
         self.lora_B = nn.Parameter(lora_B)
         self.scaling = scaling
         self.active: torch.Tensor | None = None
+        self.rows: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rows is not None:
+            return self.routed(x)
         result = self.base(x)
         down, up = self.lora_A, self.lora_B
         if self.active is not None:
@@ -83,6 +93,20 @@ class StackedLoraLinear(nn.Module):
         grouped = x.to(down.dtype).reshape(groups, -1, x.shape[-1])
         delta = torch.bmm(torch.bmm(grouped, down.transpose(1, 2)), up.transpose(1, 2))
         return (result + delta.reshape(result.shape) * self.scaling).to(result.dtype)
+
+    def routed(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.base(x)
+        rows = self.rows
+        if x.shape[0] % len(rows):
+            raise ValueError(f"a batch of {x.shape[0]} does not repeat {len(rows)} routed rows")
+        rows = rows.repeat(x.shape[0] // len(rows))
+        out = result.clone()
+        for k in torch.unique(rows).tolist():
+            picked = torch.nonzero(rows == k).squeeze(1)
+            part = x[picked].to(self.lora_A.dtype)
+            update = F.linear(F.linear(part, self.lora_A[k]), self.lora_B[k])
+            out[picked] = (result[picked] + update * self.scaling).to(result.dtype)
+        return out
 
 
 def check_stackable(specs) -> None:
@@ -187,6 +211,45 @@ def plain_lora_layers(unet) -> list[tuple[str, nn.Module]]:
     return layers
 
 
+def stack_adapters(bundle, unets):
+    """A shared-weight copy of the bundle's UNet whose adapted layers are StackedLoraLinear,
+    holding the K peft copies' adapter weights (copied, in order); with, per stacked layer, the
+    K copies' peft layers and their adapter's name."""
+    per_case = [plain_lora_layers(u) for u in unets]
+    unet = shared_weight_copy(bundle.unet)
+    stacked = []
+    for index, (name, first) in enumerate(per_case[0]):
+        adapter = next(iter(first.lora_A))
+        cases = [layers[index][1] for layers in per_case]
+        if any(c.scaling[adapter] != first.scaling[adapter] for c in cases):
+            raise NotStackable(f"the adapters at {name} differ in their scaling")
+        layer = StackedLoraLinear(
+            unet.get_submodule(name),
+            torch.stack([c.lora_A[adapter].weight.detach() for c in cases]),
+            torch.stack([c.lora_B[adapter].weight.detach() for c in cases]),
+            first.scaling[adapter],
+        )
+        parent, _, child = name.rpartition(".")
+        unet.get_submodule(parent).register_module(child, layer)
+        stacked.append((layer, cases, adapter))
+    return unet, stacked
+
+
+class AdapterRouter:
+    """K cases' trained LoRA adapters over one shared-weight UNet, for sampling them in shared
+    batches: `route(labels)` before a pipeline call gives sample i adapter labels[i]."""
+
+    def __init__(self, bundle, unets):
+        self.unet, stacked = stack_adapters(bundle, unets)
+        self.unet.requires_grad_(False)
+        self.layers = [layer for layer, _, _ in stacked]
+
+    def route(self, labels) -> None:
+        rows = torch.as_tensor(list(labels), device=self.layers[0].lora_A.device)
+        for layer in self.layers:
+            layer.rows = rows
+
+
 def shared_weight_copy(unet):
     """A copy of `unet`'s modules that shares its (frozen) parameters and buffers."""
     memo = {id(t): t for t in itertools.chain(unet.parameters(), unet.buffers())}
@@ -203,27 +266,16 @@ class _StackedRun:
         with torch.no_grad():
             self.hidden_all = bundle.encode_ids(data.ids, data.mask, pivot)
         self.unets = [adapted_unet(bundle, s, method) for s in specs]
-        per_case = [plain_lora_layers(u) for u in self.unets]
-        self.unet = shared_weight_copy(bundle.unet)
+        self.unet, stacked = stack_adapters(bundle, self.unets)
         self.layers: list[StackedLoraLinear] = []
         self.views: list[list[tuple[nn.Parameter, nn.Parameter]]] = [[] for _ in specs]
-        for index, (name, first) in enumerate(per_case[0]):
-            adapter = next(iter(first.lora_A))
-            cases = [layers[index][1] for layers in per_case]
-            stacked = StackedLoraLinear(
-                self.unet.get_submodule(name),
-                torch.stack([c.lora_A[adapter].weight.detach() for c in cases]),
-                torch.stack([c.lora_B[adapter].weight.detach() for c in cases]),
-                first.scaling[adapter],
-            )
+        for layer, cases, adapter in stacked:
             for k, case in enumerate(cases):
-                down = nn.Parameter(stacked.lora_A.data[k])
-                up = nn.Parameter(stacked.lora_B.data[k])
+                down = nn.Parameter(layer.lora_A.data[k])
+                up = nn.Parameter(layer.lora_B.data[k])
                 case.lora_A[adapter].weight, case.lora_B[adapter].weight = down, up
                 self.views[k].append((down, up))
-            parent, _, child = name.rpartition(".")
-            self.unet.get_submodule(parent).register_module(child, stacked)
-            self.layers.append(stacked)
+            self.layers.append(layer)
         self.params = [[p for p in u.parameters() if p.requires_grad] for u in self.unets]
         for params, views in zip(self.params, self.views, strict=True):
             if {id(p) for p in params} != {id(p) for pair in views for p in pair}:
