@@ -24,16 +24,17 @@ from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_bytes
 from ptibench.models.registry import register_world, resolve_world
 from ptibench.run.cache import code_version
-from ptibench.run.pretrain import pretrain
+from ptibench.run.pretrain import GROUP_SAMPLING_ENV, pretrain
 from ptibench.run.runner import run_case, train_pivot
 from ptibench.spec import CaseSpec
 from ptibench.training.batched import BATCH_GRID_ENV
 from ptibench.training.compiling import COMPILE_ENV
 from ptibench.training.methods import get_method, register_method
 
-SETTINGS_ENV = (COMPILE_ENV, BATCH_GRID_ENV, "PTIBENCH_FIXTURES")
-"""Environment variables that change what a case computes or where its fixtures are: a task
-sets them as the controller has them, so its cache keys and numbers match the controller's."""
+SETTINGS_ENV = (COMPILE_ENV, BATCH_GRID_ENV, GROUP_SAMPLING_ENV, "PTIBENCH_FIXTURES")
+"""Environment variables that change what a case computes, how it is grouped or where its
+fixtures are: a task sets them as the controller has them, so its cache keys and numbers match
+the controller's."""
 
 SCRATCH_ONLY = (".locks", ".staging")
 """Folders of a scratch cache that stay on the node."""
