@@ -49,3 +49,10 @@ def test_training_captions_are_what_the_recipe_draws():
     attrs = quality.held_out_prompts(1)[0]
     drawn = {caption(attrs, rng) for _ in range(2000)}
     assert drawn == every_training_caption(attrs)
+
+
+def test_asking_for_more_held_out_combinations_than_exist_is_an_error():
+    available = len(quality.held_out_combinations())
+    assert len(set(quality.held_out_prompts(available))) == available
+    with pytest.raises(ValueError, match=f"the world has {available}"):
+        quality.held_out_prompts(available + 1)

@@ -68,10 +68,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument(
+        "--world", type=Path, default=None, help="a world folder (default: shipped)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     clock = time.time()
-    pipe = quality.load_pipeline(tiny_world_path())
+    pipe = quality.load_pipeline(args.world or tiny_world_path())
     combos = quality.held_out_prompts(args.prompts)
     rows = {}
     for template in (None, *quality.HELD_OUT_PHRASINGS):

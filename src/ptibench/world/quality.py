@@ -4,6 +4,7 @@ attributes, does the LPIPS backbone grow with perturbation? Used by the tests an
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,17 @@ import torch.nn.functional as F
 from ptibench.world import oracle, packaging
 from ptibench.world.components import CLIP_MODEL_NAME
 from ptibench.world.dataset import render_set, to_model_range
-from ptibench.world.render import COLOURS, Attributes, describe, render, sample_attributes
+from ptibench.world.render import (
+    COLOURS,
+    POSITIONS,
+    SHAPES,
+    SIZES,
+    Attributes,
+    describe,
+    is_held_out,
+    render,
+    sample_attributes,
+)
 from ptibench.world.train_clip import clip_normalise
 from ptibench.world.train_lpips import LPIPS_RESOLUTION
 
@@ -40,8 +51,18 @@ def load_pipeline(world: Path):
     return pipe
 
 
+def held_out_combinations() -> list[Attributes]:
+    """Every full combination never rendered for training (object and background differ)."""
+    every = itertools.product(SHAPES, COLOURS, COLOURS, POSITIONS, SIZES)
+    combos = [Attributes(*values) for values in every]
+    return [a for a in combos if a.colour != a.background and is_held_out(a)]
+
+
 def held_out_prompts(n: int, seed: int = 123) -> list[Attributes]:
     """n distinct full combinations never rendered for training."""
+    available = len(held_out_combinations())
+    if not 0 <= n <= available:
+        raise ValueError(f"{n} held-out combinations asked for; the world has {available}")
     rng = np.random.default_rng(seed)
     seen: dict[Attributes, None] = {}
     while len(seen) < n:

@@ -1,0 +1,184 @@
+"""Probe: does the shipped tiny world follow held-out phrasings once it has seen its attributes
+worded in many ways (none of them a held-out phrasing)?
+
+The shipped world is fine-tuned (text encoder, UNet and its layout map together, the recipe's
+layout phase otherwise: half of each batch at t >= 950, the map's own loss against the named
+position's blob) on captions drawn half from the recipe's `render.caption` and half from
+TRAINING_PHRASINGS below: seven wordings and word orders, none of them a held-out phrasing or one
+of its constructions. No training caption equals a held-out prompt (checked before training). The
+fine-tuned pipeline is then measured by `rewording_probe.py --world`.
+
+    python docs/results/rewording/phrasing_finetune.py --out /tmp/phrasing-world --steps 1500
+    python docs/results/rewording/rewording_probe.py --world /tmp/phrasing-world \
+        --out docs/results/rewording/phrasing
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ptibench.assets import tiny_world_path
+from ptibench.world import components, quality
+from ptibench.world.packaging import load_pipeline
+from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update, save_pipeline
+from ptibench.world.render import caption
+from ptibench.world.train_layout import layout_optimizer, position_map
+from ptibench.world.train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
+
+TRAINING_PHRASINGS = (
+    "{size} {colour} {shape} towards the {position}, {background} background",
+    "a picture of a {size} {colour} {shape} near the {position} with a backdrop of {background}",
+    "a {size} {colour} {shape} placed {position} with {background} around it",
+    "{shape}: {size}, {colour}, {position}, {background}",
+    "{background} is the backdrop; the {shape} is {size}, {colour}, {position}",
+    "coloured {colour}: a {size} {shape} near the {position}, plain {background} behind it",
+    "at the image's {position} part, a {size} {colour} {shape} over {background}",
+)
+"""Wordings of my own. Each attribute sits in a construction no held-out phrasing uses (the
+held-out set says "on the P", "P side", "to the P of", "in the P", "P:", "against B",
+"B backdrop", "a B picture", "in C"); "picture", "backdrop" and "with" appear, in other roles."""
+
+
+PROBE_PROMPTS = 64
+"""The held-out combinations `rewording_probe.py` measures (its default)."""
+
+
+def phrased(attrs, template: str) -> str:
+    return template.format(
+        shape=attrs.shape,
+        size=attrs.size,
+        colour=attrs.colour,
+        background=attrs.background,
+        position=attrs.position,
+    )
+
+
+def check_held_out(data) -> None:
+    """No caption this probe trains on is a held-out prompt of the rewording probe."""
+    held = {
+        quality.phrased_prompt(a, t)
+        for a in quality.held_out_prompts(PROBE_PROMPTS)
+        for t in quality.HELD_OUT_PHRASINGS
+    }
+    ours = {phrased(a, t) for a, t in itertools.product(data.attributes, TRAINING_PHRASINGS)}
+    if held & ours:
+        raise SystemExit(f"a training phrasing gives held-out prompts: {sorted(held & ours)[:3]}")
+
+
+def batch_captions(data, idx, rng, share: float) -> tuple[list[str], list[str | None]]:
+    """Captions for images `idx` (CFG-dropped, the recipe's caption, or a training phrasing that
+    names all five attributes) and the position each one names."""
+    texts, named = [], []
+    for i in idx:
+        attrs = data.attributes[i]
+        if rng.random() < CFG_DROPOUT:
+            texts.append("")
+            named.append(None)
+        elif rng.random() < share:
+            template = TRAINING_PHRASINGS[rng.integers(len(TRAINING_PHRASINGS))]
+            texts.append(phrased(attrs, template))
+            named.append(attrs.position)
+        else:
+            text = caption(attrs, rng)
+            texts.append(text)
+            named.append(attrs.position if f" at the {attrs.position}" in text else None)
+    return texts, named
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--text-lr", type=float, default=2e-4)
+    parser.add_argument("--share", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    clock = time.time()
+    config = TrainConfig()
+    torch.manual_seed(args.seed + 100)
+    pipe = load_pipeline(tiny_world_path() / "pipeline")
+    vae, text_encoder, tokenizer, unet = pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet
+    data, latents, weights = cached_latents(config, vae)
+    check_held_out(data)
+    tokens = CaptionTokens(tokenizer)
+    scheduler = components.build_train_scheduler()
+    unet.train()
+    text_encoder.train()
+    ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text_encoder)
+    layout_config = TrainConfig(layout_lr=args.lr)
+    opt, rest = layout_optimizer(unet, layout_config)
+    text_opt = torch.optim.AdamW(text_encoder.parameters(), lr=args.text_lr, weight_decay=0.01)
+    optimizers = [opt, text_opt]
+    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
+    rng = np.random.default_rng(args.seed + 101)
+    gen = torch.Generator().manual_seed(args.seed + 102)
+    size = unet.config.sample_size
+    total_t = scheduler.config.num_train_timesteps
+    losses, map_losses = [], []
+    for step in tqdm(range(args.steps), desc="phrasings", mininterval=60):
+        scale = cosine_lr(step, args.steps, warmup=min(50, args.steps))
+        for o, lrs in zip(optimizers, base, strict=True):
+            for group, lr in zip(o.param_groups, lrs, strict=True):
+                group["lr"] = lr * scale
+        idx = rng.integers(0, len(latents), config.t2i_batch)
+        texts, named = batch_captions(data, idx, rng, args.share)
+        x0 = latents[torch.from_numpy(idx)]
+        noise = torch.randn(x0.shape, generator=gen)
+        high = round(len(idx) * config.layout_high_t_share)
+        t = torch.cat(
+            [
+                torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
+                torch.randint(0, total_t, (len(idx) - high,), generator=gen),
+            ]
+        )
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = scheduler.get_velocity(x0, noise, t)
+        hidden = text_encoder(tokens(texts))[0]
+        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+        w = weights[torch.from_numpy(idx)]
+        loss = ((pred - target) ** 2 * w).mean() / w.mean()
+        blobs = torch.stack([position_map(p, size) for p in named])[:, None]
+        layout_loss = ((unet.layout_map(hidden) - blobs) ** 2).mean()
+        total = loss + config.layout_weight * layout_loss
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(rest, 1.0)
+        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
+        for o in optimizers:
+            o.step()
+        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
+        ema_update(ema_unet, unet, decay)
+        ema_update(ema_text, text_encoder, decay)
+        losses.append(loss.item())
+        map_losses.append(layout_loss.item())
+    args.out.mkdir(parents=True, exist_ok=True)
+    save_pipeline(args.out, vae, ema_text.eval(), tokenizer, ema_unet.eval())
+    record = {
+        "steps": args.steps,
+        "lr": args.lr,
+        "text_lr": args.text_lr,
+        "phrasing_share": args.share,
+        "seed": args.seed,
+        "loss_last_100": float(np.mean(losses[-100:])),
+        "layout_loss_last_100": float(np.mean(map_losses[-100:])),
+        "threads": torch.get_num_threads(),
+        "seconds": round(time.time() - clock, 1),
+        "training_phrasings": list(TRAINING_PHRASINGS),
+    }
+    (args.out / "phrasing_finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record))
+
+
+if __name__ == "__main__":
+    main()
