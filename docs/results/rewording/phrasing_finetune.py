@@ -52,16 +52,6 @@ PROBE_PROMPTS = 64
 """The held-out combinations `rewording_probe.py` measures (its default)."""
 
 
-def phrased(attrs, template: str) -> str:
-    return template.format(
-        shape=attrs.shape,
-        size=attrs.size,
-        colour=attrs.colour,
-        background=attrs.background,
-        position=attrs.position,
-    )
-
-
 def check_held_out(data) -> None:
     """No caption this probe trains on is a held-out prompt of the rewording probe."""
     held = {
@@ -69,7 +59,10 @@ def check_held_out(data) -> None:
         for a in quality.held_out_prompts(PROBE_PROMPTS)
         for t in quality.HELD_OUT_PHRASINGS
     }
-    ours = {phrased(a, t) for a, t in itertools.product(data.attributes, TRAINING_PHRASINGS)}
+    ours = {
+        quality.phrased_prompt(a, t)
+        for a, t in itertools.product(data.attributes, TRAINING_PHRASINGS)
+    }
     if held & ours:
         raise SystemExit(f"a training phrasing gives held-out prompts: {sorted(held & ours)[:3]}")
 
@@ -85,7 +78,7 @@ def batch_captions(data, idx, rng, share: float) -> tuple[list[str], list[str | 
             named.append(None)
         elif rng.random() < share:
             template = TRAINING_PHRASINGS[rng.integers(len(TRAINING_PHRASINGS))]
-            texts.append(phrased(attrs, template))
+            texts.append(quality.phrased_prompt(attrs, template))
             named.append(attrs.position)
         else:
             text = caption(attrs, rng)
