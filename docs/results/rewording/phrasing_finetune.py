@@ -11,6 +11,11 @@ fine-tuned pipeline is then measured by `rewording_probe.py --world`.
     python docs/results/rewording/phrasing_finetune.py --out /tmp/phrasing-world --steps 1500
     python docs/results/rewording/rewording_probe.py --world /tmp/phrasing-world \
         --out docs/results/rewording/phrasing
+    python docs/results/rewording/phrasing_finetune.py --measure /tmp/phrasing-world \
+        --out docs/results/rewording/phrasing
+
+`--measure` reads the held-out combinations worded in the phrasings it trained on: whether the
+fine-tune learned its own phrasings at all.
 """
 
 from __future__ import annotations
@@ -95,7 +100,11 @@ def main() -> None:
     parser.add_argument("--text-lr", type=float, default=2e-4)
     parser.add_argument("--share", type=float, default=0.5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--measure", type=Path, default=None, help="a fine-tuned world folder")
     args = parser.parse_args()
+    if args.measure is not None:
+        measure_training_phrasings(args.measure, args.out)
+        return
     clock = time.time()
     config = TrainConfig()
     torch.manual_seed(args.seed + 100)
@@ -171,6 +180,23 @@ def main() -> None:
     }
     (args.out / "phrasing_finetune.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record))
+
+
+def measure_training_phrasings(world: Path, out: Path) -> None:
+    """Prompt following on the held-out combinations worded in TRAINING_PHRASINGS."""
+    torch.set_num_threads(1)
+    pipe = quality.load_pipeline(world)
+    rows = {}
+    for template in TRAINING_PHRASINGS:
+        score = quality.measure_prompt_following(pipe, PROBE_PROMPTS, template=template)
+        rows[template] = {
+            key: getattr(score, key)
+            for key in ("background", "colour", "position", "size", "shape")
+        }
+        print(template, json.dumps(rows[template]), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"prompts": PROBE_PROMPTS, "rows": rows}
+    (out / "training_phrasings.json").write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":
