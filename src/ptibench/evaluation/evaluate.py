@@ -143,7 +143,7 @@ def evaluate(
     rows, already sampled (sample_cases), in `case_plan` order."""
     unet = unet if unet is not None else bundle.unet
     probe = make_probe(concept) if oracle else None
-    plan = sample_plan(concept, config, probe is not None)
+    plan = case_plan(concept, config, oracle)
     templates = list(plan)
     prompts = [concept.with_placeholder(t) for t in templates]
     embeds = bundle.encode(prompts, concept.placeholder, vector)

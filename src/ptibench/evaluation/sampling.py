@@ -67,11 +67,11 @@ def generate_rows(
         [e.unsqueeze(0).expand(n, *e.shape) for e, n in zip(prompt_embeds, counts, strict=True)]
     )
     seeds = [config.seed + j for n in counts for j in range(n)]
-    sample_labels = [
-        label for label, n in zip(labels or [], counts, strict=False) for _ in range(n)
-    ]
-    if route is not None and len(sample_labels) != len(seeds):
-        raise ValueError("routed sampling needs one label per prompt embedding")
+    sample_labels: list[int] = []
+    if route is not None:
+        if labels is None or len(labels) != len(counts):
+            raise ValueError("routed sampling needs one label per prompt embedding")
+        sample_labels = [label for label, n in zip(labels, counts, strict=True) for _ in range(n)]
     uncond = bundle.unconditional()
     pipe = bundle.sampling_pipeline(unet)
     pipe.set_progress_bar_config(disable=True)
