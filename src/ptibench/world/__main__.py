@@ -1,5 +1,6 @@
 """`python -m ptibench.world train --out DIR [--part vae,t2i,layout,clip,lpips]` trains the tiny
-world; `python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;
+world (`--part language` afterwards: the optional caption-language phase, `train_language`);
+`python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;
 `python -m ptibench.world concept --shape star --colour red --contexts black:left,blue:top
 --out DIR` writes a new tiny-world concept folder, no code needed."""
 
@@ -24,6 +25,7 @@ from ptibench.world.concepts import (
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.render import SHAPES
 from ptibench.world.train_clip import train_clip
+from ptibench.world.train_language import train_language
 from ptibench.world.train_layout import train_layout
 from ptibench.world.train_lpips import train_lpips_backbone
 from ptibench.world.train_t2i import train_text_to_image
@@ -33,6 +35,7 @@ PARTS = {
     "vae": train_vae,
     "t2i": train_text_to_image,
     "layout": train_layout,
+    "language": train_language,
     "clip": train_clip,
     "lpips": train_lpips_backbone,
 }

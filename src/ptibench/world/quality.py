@@ -93,6 +93,40 @@ HELD_OUT_PHRASINGS = (
 "a [size] [colour] shape [on a B background] [at the P]", the last two in either order): prompt
 following under rewording, as a user words a prompt. Never used to train the world."""
 
+CONFIRMATION_PHRASINGS = (
+    "{size} {colour} {shape}, {position} area, {background} surround",
+    "a {background} canvas showing a {size} {colour} {shape} toward {position}",
+    "{colour}-tinted {shape} of {size} size, {position} part, {background} field",
+    "the {position} region holds a {size} {shape} of colour {colour}; {background} elsewhere",
+    "{background} scene. {size} {colour} {shape}. {position}.",
+    "{shape}, {colour} and {size}, found {position}, {background} ground",
+)
+"""A second held-out set, for worlds whose training was chosen by reading HELD_OUT_PHRASINGS
+(the `language` phase's layout map was): a check on phrasings no choice was made on."""
+
+_COLOUR_WORD = "(" + "|".join(COLOURS) + ")"
+HELD_OUT_CONSTRUCTIONS = (
+    r"\bon the\b",
+    r"\bside\b",
+    r"\bto the \w+ of\b",
+    r"\bin the\b",
+    r":",
+    r"\bagainst\b",
+    r"\bbackdrop\b",
+    r"\bpicture\b",
+    r"\bthere is\b",
+    rf"\bin {_COLOUR_WORD}\b",
+    rf"\bon {_COLOUR_WORD}\b",
+    rf"^{_COLOUR_WORD} background\b",
+    rf"^a {_COLOUR_WORD} background with\b",
+    r"\b(area|surround|canvas|showing|toward|tinted|size|part|field|region|holds|elsewhere)\b",
+    r"\b(scene|found|ground)\b",
+    r"\bof colour\b",
+    r"\.",
+)
+"""Regular expressions for the constructions and words of both held-out sets that a training
+caption must not use."""
+
 
 def phrased_prompt(attrs: Attributes, template: str) -> str:
     """`attrs` in a held-out phrasing (a HELD_OUT_PHRASINGS template)."""

@@ -20,7 +20,8 @@ from .packaging import package_pipeline
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Knobs of the world's recipe; the defaults are what the shipped weights were trained with."""
+    """Knobs of the world's recipe; the defaults are what the shipped weights were trained with
+    (`language_*`: the optional `language` phase, which the shipped world has not had)."""
 
     seed: int = 0
     images: int = 10000
@@ -40,6 +41,10 @@ class TrainConfig:
     layout_high_t_share: float = 0.5
     layout_high_t_from: int = 950
     layout_ema_decay: float = 0.995
+    language_steps: int = 1500
+    language_lr: float = 2e-4
+    language_map_lr: float = 1e-3
+    language_fit_captions: int = 6000
     clip_steps: int = 1200
     clip_batch: int = 64
     lpips_steps: int = 1000

@@ -1,0 +1,309 @@
+"""Probe: does a caption language with many constructions (`ptibench.world.language`) make the
+world follow held-out phrasings, and does it need a layout map that reads the sentence rather
+than token slots?
+
+The shipped world is fine-tuned as in `phrasing_finetune.py` (text encoder, UNet and layout map
+together, half of each batch at t >= 950, the map's own loss against the named position's blob,
+EMA), but every caption comes from `ptibench.world.language` (thousands of sentence shapes, none
+a held-out construction: checked before training). `--map` picks the layout map:
+
+- `flat`: the shipped map, a linear function of the 16 token states flattened (it reads slots);
+- `last`: a linear function of the last token state only. The text encoder is causal, so the
+  last state (a padding or end token) is the one that has seen the whole prompt; the map then
+  depends on what the sentence says, not on where a word sits. Started from a ridge fit on the
+  shipped encoder's states, at a higher lr than the fitted flat map.
+
+After training, the fine-tuned pipeline is read in-process by the rewording probe's measures (the
+64 held-out combinations, one sample each, same seeds, in the training wording and the six
+held-out phrasings; the layout map's own reading), and the weights are saved (`--out`).
+
+    python docs/results/rewording/grammar_finetune.py --map flat --out /tmp/grammar-flat
+    python docs/results/rewording/grammar_finetune.py --map last --out /tmp/grammar-last
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import re
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+from rewording_probe import TRAINING, interval, map_reading
+from tqdm.auto import tqdm
+
+from ptibench.assets import tiny_world_path
+from ptibench.world import components, quality
+from ptibench.world.language import CaptionLanguage
+from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update
+from ptibench.world.train_layout import position_map
+from ptibench.world.train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
+
+ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+
+
+def last_state_map(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    """The `last` layout map: a linear function of the last token state."""
+    size = self.config.sample_size
+    last = encoder_hidden_states[:, -1].to(self.layout.weight.dtype)
+    return self.layout(last).view(len(last), 1, size, size)
+
+
+def use_last_state_map(
+    unet, text_encoder, tokens, language, data, rng, captions: int = 6000
+) -> float:
+    """Swap the flat map for the `last` one, fitted by ridge regression on the language's
+    captions."""
+    idx = rng.integers(0, len(data.attributes), captions)
+    texts = [language(data.attributes[i], rng) for i in idx]
+    with torch.no_grad():
+        states = torch.cat(
+            [text_encoder(tokens(texts[k : k + 500]))[0][:, -1] for k in range(0, captions, 500)]
+        )
+    x = torch.cat([states, torch.ones(captions, 1)], 1).double()
+    size = unet.config.sample_size
+    y = torch.stack(
+        [
+            position_map(named_position(data.attributes[i], t), size)
+            for i, t in zip(idx, texts, strict=True)
+        ]
+    ).flatten(1)
+    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y.double())
+    unet.layout = torch.nn.Linear(states.shape[1], size * size)
+    with torch.no_grad():
+        unet.layout.weight.copy_(w[:-1].T.float())
+        unet.layout.bias.copy_(w[-1].float())
+    unet.layout_map = types.MethodType(last_state_map, unet)
+    return float(((x @ w - y) ** 2).mean())
+
+
+def add_pooled_embedding(unet):
+    """The same UNet with diffusers' stock `addition_embed_type="text"`: an attention pooling
+    of all token states added to the time embedding (a sentence-level summary every block
+    sees). Its output starts at zero (the last LayerNorm's scale), so the UNet starts as it was."""
+    config = {**dict(unet.config), "addition_embed_type": "text"}
+    config["addition_embed_type_num_heads"] = 4
+    pooled = type(unet).from_config(config)
+    missing, unexpected = pooled.load_state_dict(unet.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("add_embedding.") for k in missing):
+        raise RuntimeError(f"unexpected weights: {unexpected}, missing {missing}")
+    with torch.no_grad():
+        pooled.add_embedding.norm2.weight.zero_()
+    return pooled
+
+
+def named_position(attrs, text: str) -> str | None:
+    return attrs.position if re.search(rf"\b{attrs.position}\b", text) else None
+
+
+def check_no_held_out(language, attributes, draws: int = 100_000) -> int:
+    """Draw `draws` captions; stop if one has a held-out construction (tests/test_world_language.py
+    checks the same). Returns how many distinct captions were drawn."""
+    rng = np.random.default_rng(0)
+    banned = [re.compile(c) for c in quality.HELD_OUT_CONSTRUCTIONS]
+    seen = set()
+    for _ in range(draws):
+        text = language(attributes[rng.integers(len(attributes))], rng)
+        if any(b.search(text) for b in banned):
+            raise SystemExit(f"{text!r} has a held-out construction")
+        seen.add(text)
+    return len(seen)
+
+
+def batch_captions(language, data, idx, rng) -> tuple[list[str], list[str | None]]:
+    texts, named = [], []
+    for i in idx:
+        attrs = data.attributes[i]
+        text = "" if rng.random() < CFG_DROPOUT else language(attrs, rng)
+        texts.append(text)
+        named.append(named_position(attrs, text) if text else None)
+    return texts, named
+
+
+def optimizer(unet, text_encoder, args) -> tuple[list[torch.optim.Optimizer], list]:
+    head = [unet.layout.weight, unet.layout.bias]
+    scale = [unet.layout_scale]
+    rest = [p for p in unet.parameters() if all(p is not h for h in head + scale)]
+    unet_opt = torch.optim.AdamW(
+        [
+            {"params": rest, "lr": args.lr, "weight_decay": 0.01},
+            {"params": head, "lr": args.map_lr, "weight_decay": 0.0},
+            {"params": scale, "lr": TrainConfig().layout_scale_lr, "weight_decay": 0.0},
+        ]
+    )
+    text_opt = torch.optim.AdamW(text_encoder.parameters(), lr=args.lr, weight_decay=0.01)
+    return [unet_opt, text_opt], rest
+
+
+def train(args, pipe, data, latents, weights) -> dict:
+    config = TrainConfig()
+    if args.pooled:
+        pipe.unet = add_pooled_embedding(pipe.unet)
+    text_encoder, unet = pipe.text_encoder, pipe.unet
+    tokens = CaptionTokens(pipe.tokenizer)
+    language = CaptionLanguage(pipe.tokenizer)
+    rng = np.random.default_rng(args.seed + 101)
+    fit_error = None
+    if args.map == "last":
+        fit_error = use_last_state_map(unet, text_encoder, tokens, language, data, rng)
+    scheduler = components.build_train_scheduler()
+    unet.train()
+    text_encoder.train()
+    ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text_encoder)
+    if args.map == "last":
+        ema_unet.layout_map = types.MethodType(last_state_map, ema_unet)
+    optimizers, rest = optimizer(unet, text_encoder, args)
+    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
+    gen = torch.Generator().manual_seed(args.seed + 102)
+    size = unet.config.sample_size
+    total_t = scheduler.config.num_train_timesteps
+    losses, map_losses = [], []
+    for step in tqdm(range(args.steps), desc=f"grammar/{args.map}", mininterval=60):
+        scale = cosine_lr(step, args.steps, warmup=min(50, args.steps))
+        for o, lrs in zip(optimizers, base, strict=True):
+            for group, lr in zip(o.param_groups, lrs, strict=True):
+                group["lr"] = lr * scale
+        idx = rng.integers(0, len(latents), config.t2i_batch)
+        texts, named = batch_captions(language, data, idx, rng)
+        x0 = latents[torch.from_numpy(idx)]
+        noise = torch.randn(x0.shape, generator=gen)
+        high = round(len(idx) * config.layout_high_t_share)
+        t = torch.cat(
+            [
+                torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
+                torch.randint(0, total_t, (len(idx) - high,), generator=gen),
+            ]
+        )
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = scheduler.get_velocity(x0, noise, t)
+        hidden = text_encoder(tokens(texts))[0]
+        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+        w = weights[torch.from_numpy(idx)]
+        loss = ((pred - target) ** 2 * w).mean() / w.mean()
+        blobs = torch.stack([position_map(p, size) for p in named])[:, None]
+        layout_loss = ((unet.layout_map(hidden) - blobs) ** 2).mean()
+        total = loss + config.layout_weight * layout_loss
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(rest, 1.0)
+        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
+        for o in optimizers:
+            o.step()
+        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
+        ema_update(ema_unet, unet, decay)
+        ema_update(ema_text, text_encoder, decay)
+        losses.append(loss.item())
+        map_losses.append(layout_loss.item())
+    pipe.unet, pipe.text_encoder = ema_unet.eval(), ema_text.eval()
+    return {
+        "loss_last_100": float(np.mean(losses[-100:])),
+        "layout_loss_last_100": float(np.mean(map_losses[-100:])),
+        "last_map_ridge_fit_mse": fit_error,
+    }
+
+
+def measure(pipe, prompts: int, phrasings=quality.HELD_OUT_PHRASINGS) -> dict:
+    """The rewording probe's readings of `pipe` (sampled, then the layout map alone)."""
+    combos = quality.held_out_prompts(prompts)
+    rows = {}
+    for template in (None, *phrasings):
+        name = TRAINING if template is None else template
+        score = quality.measure_prompt_following(pipe, prompts, template=template)
+        if template is None:
+            texts = [quality.full_prompt(a) for a in combos]
+        else:
+            texts = [quality.phrased_prompt(a, template) for a in combos]
+        read = map_reading(pipe, texts)
+        share = float(np.mean([r == a.position for r, a in zip(read, combos, strict=True)]))
+        rows[name] = {
+            "example": texts[0],
+            **{
+                key: {"share": getattr(score, key), "ci95": interval(getattr(score, key), prompts)}
+                for key in ATTRIBUTES
+            },
+            "layout_map_position": {"share": share, "ci95": interval(share, prompts)},
+        }
+        print(name, json.dumps({k: rows[name][k]["share"] for k in ATTRIBUTES}), flush=True)
+    held = [rows[t] for t in phrasings]
+    mean = {k: float(np.mean([r[k]["share"] for r in held])) for k in ATTRIBUTES}
+    mean["layout_map_position"] = float(np.mean([r["layout_map_position"]["share"] for r in held]))
+    return {"rows": rows, "held_out_mean": mean}
+
+
+def remeasure(folder: Path, prompts: int) -> None:
+    """Read a fine-tune's saved weights (or, `folder` "shipped", the shipped world) on the
+    confirmation phrasings."""
+    pipe = quality.load_pipeline(tiny_world_path())
+    if folder.name != "shipped":
+        record = json.loads((folder / "grammar_finetune.json").read_text())
+        if record.get("pooled"):
+            pipe.unet = add_pooled_embedding(pipe.unet)
+        if record["map"] == "last":
+            width = pipe.text_encoder.config.hidden_size
+            size = pipe.unet.config.sample_size
+            pipe.unet.layout = torch.nn.Linear(width, size * size)
+            pipe.unet.layout_map = types.MethodType(last_state_map, pipe.unet)
+        weights = torch.load(folder / "weights.pt")
+        pipe.unet.load_state_dict(weights["unet"])
+        pipe.text_encoder.load_state_dict(weights["text_encoder"])
+    result = measure(pipe, prompts, quality.CONFIRMATION_PHRASINGS)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "confirmation.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result["held_out_mean"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--map", choices=("flat", "last"), default="flat")
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--map-lr", type=float, default=None, help="default 1e-4 flat, 1e-3 last")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pooled", action="store_true", help="add diffusers' text embedding to the time embedding"
+    )
+    parser.add_argument("--prompts", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="read --out's weights on quality.CONFIRMATION_PHRASINGS",
+    )
+    args = parser.parse_args()
+    if args.remeasure:
+        torch.set_num_threads(args.threads)
+        remeasure(args.out, args.prompts)
+        return
+    args.map_lr = args.map_lr or (1e-4 if args.map == "flat" else 1e-3)
+    torch.set_num_threads(args.threads)
+    clock = time.time()
+    torch.manual_seed(args.seed + 100)
+    pipe = quality.load_pipeline(tiny_world_path())
+    data, latents, weights = cached_latents(TrainConfig(), pipe.vae)
+    distinct = check_no_held_out(CaptionLanguage(pipe.tokenizer), data.attributes)
+    record = {"map": args.map, "pooled": args.pooled, "steps": args.steps, "lr": args.lr}
+    record["map_lr"] = args.map_lr
+    record["seed"] = args.seed
+    record["distinct_captions_in_100k_draws"] = distinct
+    record.update(train(args, pipe, data, latents, weights))
+    record["train_seconds"] = round(time.time() - clock, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"unet": pipe.unet.state_dict(), "text_encoder": pipe.text_encoder.state_dict()},
+        args.out / "weights.pt",
+    )
+    record.update(measure(pipe, args.prompts))
+    record["threads"] = args.threads
+    record["seconds"] = round(time.time() - clock, 1)
+    (args.out / "grammar_finetune.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record["held_out_mean"]))
+
+
+if __name__ == "__main__":
+    main()
