@@ -96,6 +96,7 @@ def test_many_sentence_shapes(drawn):
             attrs.shape: "S",
             attrs.size: "Z",
             attrs.position: "P",
+            attrs.background: "B",
             attrs.colour: "C",
         }
         shapes.add(" ".join(slots.get(w, w) for w in re.findall(r"\w+|[^\w\s]", text)))

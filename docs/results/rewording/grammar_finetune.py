@@ -19,6 +19,14 @@ held-out phrasings; the layout map's own reading), and the weights are saved (`-
 
     python docs/results/rewording/grammar_finetune.py --map flat --out /tmp/grammar-flat
     python docs/results/rewording/grammar_finetune.py --map last --out /tmp/grammar-last
+    python docs/results/rewording/grammar_finetune.py --map last --seed 1 --out /tmp/last-seed1
+    python docs/results/rewording/grammar_finetune.py --map last --pooled --out /tmp/last-pooled
+
+`--pooled` adds diffusers' stock `addition_embed_type="text"` (an attention pooling of the token
+states added to the time embedding). `--remeasure SOURCE --out DIR` reads a fine-tune's saved
+weights, a world folder or "shipped" on `quality.CONFIRMATION_PHRASINGS`. The JSON field
+`sentence_shapes_in_100k_draws` of the committed runs counts captions with their attribute words
+replaced by slot names; the script now records `distinct_captions_in_100k_draws` instead.
 """
 
 from __future__ import annotations
@@ -235,11 +243,15 @@ def measure(pipe, prompts: int, phrasings=quality.HELD_OUT_PHRASINGS) -> dict:
     return {"rows": rows, "held_out_mean": mean}
 
 
-def remeasure(folder: Path, prompts: int) -> None:
-    """Read a fine-tune's saved weights (or, `folder` "shipped", the shipped world) on the
-    confirmation phrasings."""
-    pipe = quality.load_pipeline(tiny_world_path())
-    if folder.name != "shipped":
+def remeasure(source: str, out: Path, prompts: int) -> None:
+    """Read a world on the confirmation phrasings: `source` is "shipped", a world folder (with
+    `pipeline/`) or a fine-tune's `--out` folder (its saved weights)."""
+    folder = Path(source)
+    if (folder / "pipeline").is_dir():
+        pipe = quality.load_pipeline(folder)
+    else:
+        pipe = quality.load_pipeline(tiny_world_path())
+    if (folder / "grammar_finetune.json").exists():
         record = json.loads((folder / "grammar_finetune.json").read_text())
         if record.get("pooled"):
             pipe.unet = add_pooled_embedding(pipe.unet)
@@ -251,9 +263,11 @@ def remeasure(folder: Path, prompts: int) -> None:
         weights = torch.load(folder / "weights.pt")
         pipe.unet.load_state_dict(weights["unet"])
         pipe.text_encoder.load_state_dict(weights["text_encoder"])
+    elif source != "shipped" and not (folder / "pipeline").is_dir():
+        raise SystemExit(f"{source}: not a world folder nor a fine-tune's folder")
     result = measure(pipe, prompts, quality.CONFIRMATION_PHRASINGS)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "confirmation.json").write_text(json.dumps(result, indent=2) + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "confirmation.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["held_out_mean"]))
 
 
@@ -272,13 +286,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--remeasure",
-        action="store_true",
-        help="read --out's weights on quality.CONFIRMATION_PHRASINGS",
+        metavar="SOURCE",
+        help='read SOURCE ("shipped", a world folder or a fine-tune\'s folder) on '
+        "quality.CONFIRMATION_PHRASINGS, into --out",
     )
     args = parser.parse_args()
     if args.remeasure:
         torch.set_num_threads(args.threads)
-        remeasure(args.out, args.prompts)
+        remeasure(args.remeasure, args.out, args.prompts)
         return
     args.map_lr = args.map_lr or (1e-4 if args.map == "flat" else 1e-3)
     torch.set_num_threads(args.threads)
