@@ -46,12 +46,65 @@ from tqdm.auto import tqdm
 
 from ptibench.assets import tiny_world_path
 from ptibench.world import components, quality
+from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
 from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update
 from ptibench.world.train_layout import position_map
 from ptibench.world.train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+
+THIRD_PHRASINGS = (
+    "{background} everywhere but for a {size} {colour} {shape}, {position}",
+    "a {size} {shape}, {colour}, sits {position} over {background} paper",
+    "with {position} placement, a {size} {colour} {shape} rests upon {background}",
+    "{background} surface; {colour} {shape}; {size}; {position}",
+    "a {colour} {shape} ({size}) drawn {position} on a plain {background} page",
+    "imagine {background}, then a {size} {colour} {shape} at {position}",
+)
+"""A third held-out set, written after the first two had been read and before `--lead-background`
+was trained or any world was read on it (the lead forms were chosen from what the first two
+showed, so only this set can say whether they carry over)."""
+
+LEAD_BACKGROUNDS = (
+    "the {background} background, ",
+    "{background} all around, ",
+    "{background} behind; ",
+    "a {background} background and ",
+)
+"""`--lead-background`: captions that open with the background colour, its role named only after
+the colour word (the construction the first two sets showed the world misreads)."""
+
+
+THIRD_CONSTRUCTIONS = (
+    r"\b(everywhere|but for|paper|placement|rests|upon|surface|drawn|page|imagine|then)\b",
+    r"\bsits (left|right|top|bottom|center)\b",
+    r"\(",
+)
+"""Words and constructions of THIRD_PHRASINGS no `--lead-background` caption may use."""
+
+
+class LeadBackgroundLanguage(CaptionLanguage):
+    """The caption language, with a share of captions that open with a LEAD_BACKGROUNDS form."""
+
+    def __init__(self, tokenizer, share: float):
+        super().__init__(tokenizer)
+        self.share = share
+
+    def __call__(self, attrs, rng) -> str:
+        if rng.random() >= self.share:
+            return super().__call__(attrs, rng)
+        lead = LEAD_BACKGROUNDS[rng.integers(len(LEAD_BACKGROUNDS))]
+        size, colour = rng.random() < 0.5, rng.random() < 0.85
+        text = lead.format(background=attrs.background) + language_module._object_phrase(
+            attrs, size, colour, rng
+        )
+        if rng.random() < 0.8:
+            phrase = language_module.POSITION_PHRASES[
+                rng.integers(len(language_module.POSITION_PHRASES))
+            ]
+            text += " " + phrase.format(position=attrs.position)
+        return text
 
 
 def last_state_map(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
@@ -108,11 +161,13 @@ def named_position(attrs, text: str) -> str | None:
     return attrs.position if re.search(rf"\b{attrs.position}\b", text) else None
 
 
-def check_no_held_out(language, attributes, draws: int = 100_000) -> int:
+def check_no_held_out(language, attributes, draws: int = 100_000, third: bool = False) -> int:
     """Draw `draws` captions; stop if one has a held-out construction (tests/test_world_language.py
     checks the same). Returns how many distinct captions were drawn."""
     rng = np.random.default_rng(0)
     banned = [re.compile(c) for c in quality.HELD_OUT_CONSTRUCTIONS]
+    if third:
+        banned += [re.compile(c) for c in THIRD_CONSTRUCTIONS]
     seen = set()
     for _ in range(draws):
         text = language(attributes[rng.integers(len(attributes))], rng)
@@ -153,7 +208,11 @@ def train(args, pipe, data, latents, weights) -> dict:
         pipe.unet = add_pooled_embedding(pipe.unet)
     text_encoder, unet = pipe.text_encoder, pipe.unet
     tokens = CaptionTokens(pipe.tokenizer)
-    language = CaptionLanguage(pipe.tokenizer)
+    language = (
+        LeadBackgroundLanguage(pipe.tokenizer, args.lead_background)
+        if args.lead_background
+        else CaptionLanguage(pipe.tokenizer)
+    )
     rng = np.random.default_rng(args.seed + 101)
     fit_error = None
     if args.map == "last":
@@ -243,7 +302,7 @@ def measure(pipe, prompts: int, phrasings=quality.HELD_OUT_PHRASINGS) -> dict:
     return {"rows": rows, "held_out_mean": mean}
 
 
-def remeasure(source: str, out: Path, prompts: int) -> None:
+def remeasure(source: str, out: Path, prompts: int, third: bool = False) -> None:
     """Read a world on the confirmation phrasings: `source` is "shipped", a world folder (with
     `pipeline/`) or a fine-tune's `--out` folder (its saved weights)."""
     folder = Path(source)
@@ -265,9 +324,11 @@ def remeasure(source: str, out: Path, prompts: int) -> None:
         pipe.text_encoder.load_state_dict(weights["text_encoder"])
     elif source != "shipped" and not (folder / "pipeline").is_dir():
         raise SystemExit(f"{source}: not a world folder nor a fine-tune's folder")
-    result = measure(pipe, prompts, quality.CONFIRMATION_PHRASINGS)
+    phrasings = THIRD_PHRASINGS if third else quality.CONFIRMATION_PHRASINGS
+    result = measure(pipe, prompts, phrasings)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "confirmation.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "third.json" if third else "confirmation.json"
+    (out / name).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result["held_out_mean"]))
 
 
@@ -282,6 +343,13 @@ def main() -> None:
     parser.add_argument(
         "--pooled", action="store_true", help="add diffusers' text embedding to the time embedding"
     )
+    parser.add_argument(
+        "--lead-background",
+        type=float,
+        default=0.0,
+        help="share of captions opening with a LEAD_BACKGROUNDS form",
+    )
+    parser.add_argument("--third", action="store_true", help="--remeasure on THIRD_PHRASINGS")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
@@ -293,7 +361,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.remeasure:
         torch.set_num_threads(args.threads)
-        remeasure(args.remeasure, args.out, args.prompts)
+        remeasure(args.remeasure, args.out, args.prompts, args.third)
         return
     args.map_lr = args.map_lr or (1e-4 if args.map == "flat" else 1e-3)
     torch.set_num_threads(args.threads)
@@ -301,9 +369,15 @@ def main() -> None:
     torch.manual_seed(args.seed + 100)
     pipe = quality.load_pipeline(tiny_world_path())
     data, latents, weights = cached_latents(TrainConfig(), pipe.vae)
-    distinct = check_no_held_out(CaptionLanguage(pipe.tokenizer), data.attributes)
+    checked = (
+        LeadBackgroundLanguage(pipe.tokenizer, args.lead_background)
+        if args.lead_background
+        else CaptionLanguage(pipe.tokenizer)
+    )
+    distinct = check_no_held_out(checked, data.attributes, third=bool(args.lead_background))
     record = {"map": args.map, "pooled": args.pooled, "steps": args.steps, "lr": args.lr}
     record["map_lr"] = args.map_lr
+    record["lead_background"] = args.lead_background
     record["seed"] = args.seed
     record["distinct_captions_in_100k_draws"] = distinct
     record.update(train(args, pipe, data, latents, weights))
