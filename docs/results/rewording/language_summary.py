@@ -92,6 +92,8 @@ def main() -> None:
         "the same, seed 1": lang / "last-seed1" / "grammar_finetune.json",
         "the same + pooled text embedding": lang / "last-pooled" / "grammar_finetune.json",
         "`--part language`": lang / "phase" / "rewording_probe.json",
+        "last-state map, `--lead-background 0.2`": lang / "lead-s0" / "grammar_finetune.json",
+        "`--lead-background 0.2`, seed 1": lang / "lead-s1" / "grammar_finetune.json",
     }
     print("## Six held-out phrasings (quality.HELD_OUT_PHRASINGS), mean\n")
     table({k: v for k, v in dev.items() if v.exists()})
@@ -102,9 +104,20 @@ def main() -> None:
         "the same, seed 1": lang / "last-seed1" / "confirmation.json",
         "the same + pooled text embedding": lang / "last-pooled" / "confirmation.json",
         "`--part language`": lang / "phase" / "confirmation.json",
+        "last-state map, `--lead-background 0.2`": lang / "lead-s0" / "confirmation.json",
+        "`--lead-background 0.2`, seed 1": lang / "lead-s1" / "confirmation.json",
     }
     print("## Six confirmation phrasings (quality.CONFIRMATION_PHRASINGS), mean\n")
     table({k: v for k, v in confirm.items() if v.exists()})
+    third = {
+        "shipped": lang / "shipped" / "third.json",
+        "language, last-state map": lang / "last" / "third.json",
+        "`--part language`": lang / "phase" / "third.json",
+        "last-state map, `--lead-background 0.2`": lang / "lead-s0" / "third.json",
+        "`--lead-background 0.2`, seed 1": lang / "lead-s1" / "third.json",
+    }
+    print("## Six third-set phrasings (grammar_finetune.THIRD_PHRASINGS), mean\n")
+    table({k: v for k, v in third.items() if v.exists()})
     for name, path in (
         ("dev", lang / "phase" / "rewording_probe.json"),
         ("confirmation", lang / "phase" / "confirmation.json"),
