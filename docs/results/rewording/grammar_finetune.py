@@ -49,8 +49,9 @@ from ptibench.world import components, quality
 from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
 from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update
+from ptibench.world.train_language import language_losses, named_position
 from ptibench.world.train_layout import position_map
-from ptibench.world.train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
+from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 
@@ -157,10 +158,6 @@ def add_pooled_embedding(unet):
     return pooled
 
 
-def named_position(attrs, text: str) -> str | None:
-    return attrs.position if re.search(rf"\b{attrs.position}\b", text) else None
-
-
 def check_no_held_out(language, attributes, draws: int = 100_000, third: bool = False) -> int:
     """Draw `draws` captions; stop if one has a held-out construction (tests/test_world_language.py
     checks the same). Returns how many distinct captions were drawn."""
@@ -175,16 +172,6 @@ def check_no_held_out(language, attributes, draws: int = 100_000, third: bool = 
             raise SystemExit(f"{text!r} has a held-out construction")
         seen.add(text)
     return len(seen)
-
-
-def batch_captions(language, data, idx, rng) -> tuple[list[str], list[str | None]]:
-    texts, named = [], []
-    for i in idx:
-        attrs = data.attributes[i]
-        text = "" if rng.random() < CFG_DROPOUT else language(attrs, rng)
-        texts.append(text)
-        named.append(named_position(attrs, text) if text else None)
-    return texts, named
 
 
 def optimizer(unet, text_encoder, args) -> tuple[list[torch.optim.Optimizer], list]:
@@ -226,33 +213,25 @@ def train(args, pipe, data, latents, weights) -> dict:
     optimizers, rest = optimizer(unet, text_encoder, args)
     base = [[g["lr"] for g in o.param_groups] for o in optimizers]
     gen = torch.Generator().manual_seed(args.seed + 102)
-    size = unet.config.sample_size
-    total_t = scheduler.config.num_train_timesteps
     losses, map_losses = [], []
     for step in tqdm(range(args.steps), desc=f"grammar/{args.map}", mininterval=60):
         scale = cosine_lr(step, args.steps, warmup=min(50, args.steps))
         for o, lrs in zip(optimizers, base, strict=True):
             for group, lr in zip(o.param_groups, lrs, strict=True):
                 group["lr"] = lr * scale
-        idx = rng.integers(0, len(latents), config.t2i_batch)
-        texts, named = batch_captions(language, data, idx, rng)
-        x0 = latents[torch.from_numpy(idx)]
-        noise = torch.randn(x0.shape, generator=gen)
-        high = round(len(idx) * config.layout_high_t_share)
-        t = torch.cat(
-            [
-                torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
-                torch.randint(0, total_t, (len(idx) - high,), generator=gen),
-            ]
+        loss, layout_loss = language_losses(
+            unet,
+            text_encoder,
+            tokens,
+            language,
+            scheduler,
+            data,
+            latents,
+            weights,
+            config,
+            rng,
+            gen,
         )
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t)
-        hidden = text_encoder(tokens(texts))[0]
-        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-        w = weights[torch.from_numpy(idx)]
-        loss = ((pred - target) ** 2 * w).mean() / w.mean()
-        blobs = torch.stack([position_map(p, size) for p in named])[:, None]
-        layout_loss = ((unet.layout_map(hidden) - blobs) ** 2).mean()
         total = loss + config.layout_weight * layout_loss
         for o in optimizers:
             o.zero_grad(set_to_none=True)

@@ -67,6 +67,46 @@ def fit_last_state_map(unet, text_encoder, tokens, captions, positions) -> float
     return float(((x @ w - y) ** 2).mean())
 
 
+def language_captions(language, data, idx, rng) -> tuple[list[str], list[str | None]]:
+    """Captions for images `idx` (CFG-dropped to "" or drawn from `language`) and the position
+    each one names."""
+    texts, named = [], []
+    for i in idx:
+        text = "" if rng.random() < CFG_DROPOUT else language(data.attributes[i], rng)
+        texts.append(text)
+        named.append(named_position(data.attributes[i], text) if text else None)
+    return texts, named
+
+
+def language_losses(
+    unet, text_encoder, tokens, language, scheduler, data, latents, weights, config, rng, gen
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch's object-weighted v-prediction loss and the layout map's loss against the named
+    positions' blobs. Images and captions come from `rng`, noise and timesteps from `gen`, half
+    of the batch at t >= `config.layout_high_t_from`."""
+    idx = rng.integers(0, len(latents), config.t2i_batch)
+    texts, named = language_captions(language, data, idx, rng)
+    x0 = latents[torch.from_numpy(idx)]
+    noise = torch.randn(x0.shape, generator=gen)
+    total_t = scheduler.config.num_train_timesteps
+    high = round(len(idx) * config.layout_high_t_share)
+    t = torch.cat(
+        [
+            torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
+            torch.randint(0, total_t, (len(idx) - high,), generator=gen),
+        ]
+    )
+    noisy = scheduler.add_noise(x0, noise, t)
+    target = scheduler.get_velocity(x0, noise, t)
+    hidden = text_encoder(tokens(texts))[0]
+    pred = unet(noisy, t, encoder_hidden_states=hidden).sample
+    w = weights[torch.from_numpy(idx)]
+    loss = ((pred - target) ** 2 * w).mean() / w.mean()
+    size = unet.config.sample_size
+    blobs = torch.stack([position_map(p, size) for p in named])[:, None]
+    return loss, ((unet.layout_map(hidden) - blobs) ** 2).mean()
+
+
 def language_optimizers(unet, text_encoder, config: TrainConfig):
     """AdamW for the UNet (the map and its scale at lrs of their own) and the text encoder."""
     head = [unet.layout.weight, unet.layout.bias]
@@ -110,8 +150,6 @@ def train_language(out: Path, config: TrainConfig) -> dict:
     optimizers, rest = language_optimizers(unet, text_encoder, config)
     base = [[g["lr"] for g in o.param_groups] for o in optimizers]
     gen = torch.Generator().manual_seed(config.seed + 102)
-    size = unet.config.sample_size
-    total_t = scheduler.config.num_train_timesteps
     start = time.time()
     losses, map_losses = [], []
     steps = config.language_steps
@@ -120,29 +158,19 @@ def train_language(out: Path, config: TrainConfig) -> dict:
         for o, lrs in zip(optimizers, base, strict=True):
             for group, lr in zip(o.param_groups, lrs, strict=True):
                 group["lr"] = lr * scale
-        idx = rng.integers(0, len(latents), config.t2i_batch)
-        texts, named = [], []
-        for i in idx:
-            text = "" if rng.random() < CFG_DROPOUT else language(data.attributes[i], rng)
-            texts.append(text)
-            named.append(named_position(data.attributes[i], text) if text else None)
-        x0 = latents[torch.from_numpy(idx)]
-        noise = torch.randn(x0.shape, generator=gen)
-        high = round(len(idx) * config.layout_high_t_share)
-        t = torch.cat(
-            [
-                torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
-                torch.randint(0, total_t, (len(idx) - high,), generator=gen),
-            ]
+        loss, layout_loss = language_losses(
+            unet,
+            text_encoder,
+            tokens,
+            language,
+            scheduler,
+            data,
+            latents,
+            weights,
+            config,
+            rng,
+            gen,
         )
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t)
-        hidden = text_encoder(tokens(texts))[0]
-        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-        w = weights[torch.from_numpy(idx)]
-        loss = ((pred - target) ** 2 * w).mean() / w.mean()
-        blobs = torch.stack([position_map(p, size) for p in named])[:, None]
-        layout_loss = ((unet.layout_map(hidden) - blobs) ** 2).mean()
         total = loss + config.layout_weight * layout_loss
         for o in optimizers:
             o.zero_grad(set_to_none=True)
