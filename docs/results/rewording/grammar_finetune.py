@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import re
 import time
@@ -42,14 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from rewording_probe import TRAINING, interval, map_reading
-from tqdm.auto import tqdm
 
 from ptibench.assets import tiny_world_path
 from ptibench.world import components, quality
 from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
-from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update
-from ptibench.world.train_language import language_losses, named_position
+from ptibench.world.recipe import TrainConfig
+from ptibench.world.train_language import fine_tune, language_losses, named_position
 from ptibench.world.train_layout import position_map
 from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
@@ -211,15 +211,15 @@ def train(args, pipe, data, latents, weights) -> dict:
     if args.map == "last":
         ema_unet.layout_map = types.MethodType(last_state_map, ema_unet)
     optimizers, rest = optimizer(unet, text_encoder, args)
-    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
     gen = torch.Generator().manual_seed(args.seed + 102)
-    losses, map_losses = [], []
-    for step in tqdm(range(args.steps), desc=f"grammar/{args.map}", mininterval=60):
-        scale = cosine_lr(step, args.steps, warmup=min(50, args.steps))
-        for o, lrs in zip(optimizers, base, strict=True):
-            for group, lr in zip(o.param_groups, lrs, strict=True):
-                group["lr"] = lr * scale
-        loss, layout_loss = language_losses(
+    losses, map_losses = fine_tune(
+        unet,
+        text_encoder,
+        (ema_unet, ema_text),
+        optimizers,
+        rest,
+        functools.partial(
+            language_losses,
             unet,
             text_encoder,
             tokens,
@@ -231,20 +231,11 @@ def train(args, pipe, data, latents, weights) -> dict:
             config,
             rng,
             gen,
-        )
-        total = loss + config.layout_weight * layout_loss
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(rest, 1.0)
-        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
-        for o in optimizers:
-            o.step()
-        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
-        ema_update(ema_unet, unet, decay)
-        ema_update(ema_text, text_encoder, decay)
-        losses.append(loss.item())
-        map_losses.append(layout_loss.item())
+        ),
+        args.steps,
+        config,
+        f"grammar/{args.map}",
+    )
     pipe.unet, pipe.text_encoder = ema_unet.eval(), ema_text.eval()
     return {
         "loss_last_100": float(np.mean(losses[-100:])),

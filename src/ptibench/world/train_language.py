@@ -19,6 +19,7 @@ Not part of the shipped world's recipe (its default parts); `--part language` ru
 from __future__ import annotations
 
 import copy
+import functools
 import re
 import time
 from pathlib import Path
@@ -125,6 +126,36 @@ def language_optimizers(unet, text_encoder, config: TrainConfig):
     return [unet_opt, text_opt], rest
 
 
+def fine_tune(
+    unet, text_encoder, ema, optimizers, rest, batch_losses, steps: int, config, desc: str
+) -> tuple[list[float], list[float]]:
+    """`steps` steps of both models on `batch_losses()` (the v-prediction loss and the map's,
+    weighted by `config.layout_weight`): cosine lrs with a short warmup, gradients clipped to 1,
+    EMA into `ema` (the UNet's and the text encoder's copies). Returns both losses per step."""
+    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
+    losses, map_losses = [], []
+    for step in tqdm(range(steps), desc=desc, mininterval=30):
+        scale = cosine_lr(step, steps, warmup=min(50, steps))
+        for o, lrs in zip(optimizers, base, strict=True):
+            for group, lr in zip(o.param_groups, lrs, strict=True):
+                group["lr"] = lr * scale
+        loss, layout_loss = batch_losses()
+        total = loss + config.layout_weight * layout_loss
+        for o in optimizers:
+            o.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(rest, 1.0)
+        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
+        for o in optimizers:
+            o.step()
+        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
+        ema_update(ema[0], unet, decay)
+        ema_update(ema[1], text_encoder, decay)
+        losses.append(loss.item())
+        map_losses.append(layout_loss.item())
+    return losses, map_losses
+
+
 def train_language(out: Path, config: TrainConfig) -> dict:
     """Fine-tune the pipeline in `out` on the caption language with a last-state layout map."""
     torch.manual_seed(config.seed + 100)
@@ -148,17 +179,17 @@ def train_language(out: Path, config: TrainConfig) -> dict:
     keep[:, last_state_block(unet)] = 1.0
     unet.layout.weight.register_hook(lambda grad: grad * keep)
     optimizers, rest = language_optimizers(unet, text_encoder, config)
-    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
     gen = torch.Generator().manual_seed(config.seed + 102)
     start = time.time()
-    losses, map_losses = [], []
     steps = config.language_steps
-    for step in tqdm(range(steps), desc="language", mininterval=30):
-        scale = cosine_lr(step, steps, warmup=min(50, steps))
-        for o, lrs in zip(optimizers, base, strict=True):
-            for group, lr in zip(o.param_groups, lrs, strict=True):
-                group["lr"] = lr * scale
-        loss, layout_loss = language_losses(
+    losses, map_losses = fine_tune(
+        unet,
+        text_encoder,
+        (ema_unet, ema_text),
+        optimizers,
+        rest,
+        functools.partial(
+            language_losses,
             unet,
             text_encoder,
             tokens,
@@ -170,20 +201,11 @@ def train_language(out: Path, config: TrainConfig) -> dict:
             config,
             rng,
             gen,
-        )
-        total = loss + config.layout_weight * layout_loss
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(rest, 1.0)
-        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
-        for o in optimizers:
-            o.step()
-        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
-        ema_update(ema_unet, unet, decay)
-        ema_update(ema_text, text_encoder, decay)
-        losses.append(loss.item())
-        map_losses.append(layout_loss.item())
+        ),
+        steps,
+        config,
+        "language",
+    )
     save_pipeline(out, vae, ema_text.eval(), tokenizer, ema_unet.eval())
     record = {
         "steps": steps,
