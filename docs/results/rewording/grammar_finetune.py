@@ -49,8 +49,13 @@ from ptibench.world import components, quality
 from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
 from ptibench.world.recipe import TrainConfig
-from ptibench.world.train_language import fine_tune, language_losses, named_position
-from ptibench.world.train_layout import position_map
+from ptibench.world.train_language import (
+    fine_tune,
+    language_losses,
+    language_optimizers,
+    named_position,
+)
+from ptibench.world.train_layout import caption_states, position_map, ridge
 from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
@@ -122,11 +127,7 @@ def use_last_state_map(
     captions."""
     idx = rng.integers(0, len(data.attributes), captions)
     texts = [language(data.attributes[i], rng) for i in idx]
-    with torch.no_grad():
-        states = torch.cat(
-            [text_encoder(tokens(texts[k : k + 500]))[0][:, -1] for k in range(0, captions, 500)]
-        )
-    x = torch.cat([states, torch.ones(captions, 1)], 1).double()
+    states = caption_states(text_encoder, tokens, texts)[:, -1]
     size = unet.config.sample_size
     y = torch.stack(
         [
@@ -134,13 +135,13 @@ def use_last_state_map(
             for i, t in zip(idx, texts, strict=True)
         ]
     ).flatten(1)
-    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y.double())
+    weight, bias, error = ridge(states, y)
     unet.layout = torch.nn.Linear(states.shape[1], size * size)
     with torch.no_grad():
-        unet.layout.weight.copy_(w[:-1].T.float())
-        unet.layout.bias.copy_(w[-1].float())
+        unet.layout.weight.copy_(weight)
+        unet.layout.bias.copy_(bias)
     unet.layout_map = types.MethodType(last_state_map, unet)
-    return float(((x @ w - y) ** 2).mean())
+    return error
 
 
 def add_pooled_embedding(unet):
@@ -174,21 +175,6 @@ def check_no_held_out(language, attributes, draws: int = 100_000, third: bool = 
     return len(seen)
 
 
-def optimizer(unet, text_encoder, args) -> tuple[list[torch.optim.Optimizer], list]:
-    head = [unet.layout.weight, unet.layout.bias]
-    scale = [unet.layout_scale]
-    rest = [p for p in unet.parameters() if all(p is not h for h in head + scale)]
-    unet_opt = torch.optim.AdamW(
-        [
-            {"params": rest, "lr": args.lr, "weight_decay": 0.01},
-            {"params": head, "lr": args.map_lr, "weight_decay": 0.0},
-            {"params": scale, "lr": TrainConfig().layout_scale_lr, "weight_decay": 0.0},
-        ]
-    )
-    text_opt = torch.optim.AdamW(text_encoder.parameters(), lr=args.lr, weight_decay=0.01)
-    return [unet_opt, text_opt], rest
-
-
 def train(args, pipe, data, latents, weights) -> dict:
     config = TrainConfig()
     if args.pooled:
@@ -210,7 +196,9 @@ def train(args, pipe, data, latents, weights) -> dict:
     ema_unet, ema_text = copy.deepcopy(unet), copy.deepcopy(text_encoder)
     if args.map == "last":
         ema_unet.layout_map = types.MethodType(last_state_map, ema_unet)
-    optimizers, rest = optimizer(unet, text_encoder, args)
+    optimizers, rest = language_optimizers(
+        unet, text_encoder, TrainConfig(language_lr=args.lr, language_map_lr=args.map_lr)
+    )
     gen = torch.Generator().manual_seed(args.seed + 102)
     losses, map_losses = fine_tune(
         unet,

@@ -32,7 +32,7 @@ from . import components
 from .language import CaptionLanguage
 from .packaging import load_pipeline
 from .recipe import TrainConfig, cosine_lr, ema_update, merge_manifest, save_pipeline
-from .train_layout import position_map
+from .train_layout import caption_states, position_map, ridge
 from .train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
 
 
@@ -50,22 +50,15 @@ def last_state_block(unet) -> slice:
 def fit_last_state_map(unet, text_encoder, tokens, captions, positions) -> float:
     """Set the layout map to the ridge regression of `positions`' maps on the last token state of
     `captions` (every other state's weights zero). Returns the fit's mean squared error."""
-    with torch.no_grad():
-        states = torch.cat(
-            [
-                text_encoder(tokens(captions[k : k + 500]))[0][:, -1]
-                for k in range(0, len(captions), 500)
-            ]
-        )
-    x = torch.cat([states, torch.ones(len(captions), 1)], 1).double()
+    states = caption_states(text_encoder, tokens, captions)[:, -1]
     size = unet.config.sample_size
-    y = torch.stack([position_map(p, size) for p in positions]).flatten(1).double()
-    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
+    y = torch.stack([position_map(p, size) for p in positions]).flatten(1)
+    weight, bias, error = ridge(states, y)
     with torch.no_grad():
         unet.layout.weight.zero_()
-        unet.layout.weight[:, last_state_block(unet)] = w[:-1].T.float()
-        unet.layout.bias.copy_(w[-1].float())
-    return float(((x @ w - y) ** 2).mean())
+        unet.layout.weight[:, last_state_block(unet)] = weight
+        unet.layout.bias.copy_(bias)
+    return error
 
 
 def language_captions(language, data, idx, rng) -> tuple[list[str], list[str | None]]:

@@ -44,17 +44,32 @@ def _named_position(attrs, text: str) -> str | None:
     return attrs.position if f" at the {attrs.position}" in text else None
 
 
+def caption_states(text_encoder, tokens, captions: list[str]) -> torch.Tensor:
+    """The text encoder's token states of `captions`, (N, tokens, width), 500 at a time, without
+    gradients."""
+    with torch.no_grad():
+        return torch.cat(
+            [text_encoder(tokens(captions[k : k + 500]))[0] for k in range(0, len(captions), 500)]
+        )
+
+
+def ridge(
+    features: torch.Tensor, targets: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Ridge regression (penalty 1) of `targets` on `features` plus a bias, in float64. Returns
+    the weight as a Linear layer holds it (out, in), the bias, and the fit's mean squared error."""
+    x = torch.cat([features, torch.ones(len(features), 1)], 1).double()
+    y = targets.double()
+    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y)
+    return w[:-1].T.float(), w[-1].float(), float(((x @ w - y) ** 2).mean())
+
+
 def fit_layout(unet, text_encoder, tokens, data, rng, captions: int = 6000) -> float:
     """Set the layout map to the ridge regression of captions' position maps on their token
     states, so the cue is right from the first step (from zero, the map and the UNet's use of it
     would each wait for the other). Returns the fit's mean squared error."""
     idx = rng.integers(0, len(data.attributes), captions)
     texts = training_captions(data, idx, rng)
-    with torch.no_grad():
-        x = torch.cat(
-            [text_encoder(tokens(texts[k : k + 500]))[0] for k in range(0, captions, 500)]
-        )
-    x = torch.cat([x.flatten(1), torch.ones(captions, 1)], 1).double()
     size = unet.config.sample_size
     y = torch.stack(
         [
@@ -62,11 +77,11 @@ def fit_layout(unet, text_encoder, tokens, data, rng, captions: int = 6000) -> f
             for i, t in zip(idx, texts, strict=True)
         ]
     ).flatten(1)
-    w = torch.linalg.solve(x.T @ x + torch.eye(x.shape[1], dtype=x.dtype), x.T @ y.double())
+    weight, bias, error = ridge(caption_states(text_encoder, tokens, texts).flatten(1), y)
     with torch.no_grad():
-        unet.layout.weight.copy_(w[:-1].T.float())
-        unet.layout.bias.copy_(w[-1].float())
-    return float(((x @ w - y) ** 2).mean())
+        unet.layout.weight.copy_(weight)
+        unet.layout.bias.copy_(bias)
+    return error
 
 
 def train_layout(out: Path, config: TrainConfig) -> dict:
