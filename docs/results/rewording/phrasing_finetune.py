@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import itertools
 import json
 import time
@@ -29,15 +30,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ptibench.assets import tiny_world_path
 from ptibench.world import components, quality
 from ptibench.world.packaging import load_pipeline
-from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update, save_pipeline
+from ptibench.world.recipe import TrainConfig, save_pipeline
 from ptibench.world.render import caption
-from ptibench.world.train_layout import layout_optimizer, position_map
-from ptibench.world.train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
+from ptibench.world.train_language import fine_tune, language_losses
+from ptibench.world.train_layout import layout_optimizer
+from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
 TRAINING_PHRASINGS = (
     "{size} {colour} {shape} towards the {position}, {background} background",
@@ -72,24 +73,17 @@ def check_held_out(data) -> None:
         raise SystemExit(f"a training phrasing gives held-out prompts: {sorted(held & ours)[:3]}")
 
 
-def batch_captions(data, idx, rng, share: float) -> tuple[list[str], list[str | None]]:
-    """Captions for images `idx` (CFG-dropped, the recipe's caption, or a training phrasing that
-    names all five attributes) and the position each one names."""
-    texts, named = [], []
-    for i in idx:
-        attrs = data.attributes[i]
-        if rng.random() < CFG_DROPOUT:
-            texts.append("")
-            named.append(None)
-        elif rng.random() < share:
+def phrasings_language(share: float):
+    """Captions for `train_language.language_losses`: a training phrasing that names all five
+    attributes (a share `share`), else the recipe's caption."""
+
+    def draw(attrs, rng) -> str:
+        if rng.random() < share:
             template = TRAINING_PHRASINGS[rng.integers(len(TRAINING_PHRASINGS))]
-            texts.append(quality.phrased_prompt(attrs, template))
-            named.append(attrs.position)
-        else:
-            text = caption(attrs, rng)
-            texts.append(text)
-            named.append(attrs.position if f" at the {attrs.position}" in text else None)
-    return texts, named
+            return quality.phrased_prompt(attrs, template)
+        return caption(attrs, rng)
+
+    return draw
 
 
 def main() -> None:
@@ -121,49 +115,32 @@ def main() -> None:
     opt, rest = layout_optimizer(unet, layout_config)
     text_opt = torch.optim.AdamW(text_encoder.parameters(), lr=args.text_lr, weight_decay=0.01)
     optimizers = [opt, text_opt]
-    base = [[g["lr"] for g in o.param_groups] for o in optimizers]
     rng = np.random.default_rng(args.seed + 101)
     gen = torch.Generator().manual_seed(args.seed + 102)
-    size = unet.config.sample_size
-    total_t = scheduler.config.num_train_timesteps
-    losses, map_losses = [], []
-    for step in tqdm(range(args.steps), desc="phrasings", mininterval=60):
-        scale = cosine_lr(step, args.steps, warmup=min(50, args.steps))
-        for o, lrs in zip(optimizers, base, strict=True):
-            for group, lr in zip(o.param_groups, lrs, strict=True):
-                group["lr"] = lr * scale
-        idx = rng.integers(0, len(latents), config.t2i_batch)
-        texts, named = batch_captions(data, idx, rng, args.share)
-        x0 = latents[torch.from_numpy(idx)]
-        noise = torch.randn(x0.shape, generator=gen)
-        high = round(len(idx) * config.layout_high_t_share)
-        t = torch.cat(
-            [
-                torch.randint(config.layout_high_t_from, total_t, (high,), generator=gen),
-                torch.randint(0, total_t, (len(idx) - high,), generator=gen),
-            ]
-        )
-        noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t)
-        hidden = text_encoder(tokens(texts))[0]
-        pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-        w = weights[torch.from_numpy(idx)]
-        loss = ((pred - target) ** 2 * w).mean() / w.mean()
-        blobs = torch.stack([position_map(p, size) for p in named])[:, None]
-        layout_loss = ((unet.layout_map(hidden) - blobs) ** 2).mean()
-        total = loss + config.layout_weight * layout_loss
-        for o in optimizers:
-            o.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(rest, 1.0)
-        torch.nn.utils.clip_grad_norm_(text_encoder.parameters(), 1.0)
-        for o in optimizers:
-            o.step()
-        decay = min(config.layout_ema_decay, (1 + step) / (10 + step))
-        ema_update(ema_unet, unet, decay)
-        ema_update(ema_text, text_encoder, decay)
-        losses.append(loss.item())
-        map_losses.append(layout_loss.item())
+    losses, map_losses = fine_tune(
+        unet,
+        text_encoder,
+        (ema_unet, ema_text),
+        optimizers,
+        rest,
+        functools.partial(
+            language_losses,
+            unet,
+            text_encoder,
+            tokens,
+            phrasings_language(args.share),
+            scheduler,
+            data,
+            latents,
+            weights,
+            config,
+            rng,
+            gen,
+        ),
+        args.steps,
+        config,
+        "phrasings",
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     save_pipeline(args.out, vae, ema_text.eval(), tokenizer, ema_unet.eval())
     record = {
