@@ -1,5 +1,5 @@
-"""`python -m ptibench.world train --out DIR [--part vae,t2i,layout,clip,lpips]` trains the tiny
-world (`--part language` afterwards: the optional caption-language phase, `train_language`);
+"""`python -m ptibench.world train --out DIR [--part vae,t2i,layout,language,clip,lpips]` trains
+the tiny world (`language`: the caption-language phase, `train_language`);
 `python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;
 `python -m ptibench.world concept --shape star --colour red --contexts black:left,blue:top
 --out DIR` writes a new tiny-world concept folder, no code needed."""
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the tiny world's models from scratch")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--part", default="vae,t2i,layout,clip,lpips")
+    train.add_argument("--part", default="vae,t2i,layout,language,clip,lpips")
     for field in dataclasses.fields(TrainConfig):
         train.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default))
     concepts = sub.add_parser("concepts", help="write the shipped concepts' folders")

@@ -178,6 +178,18 @@ def measure_prompt_following(
     return score_images(images, combos)
 
 
+def measure_phrasings(pipe, templates: tuple[str, ...], n_prompts: int = 32) -> PromptFollowing:
+    """Prompt following pooled over held-out phrasings: `n_prompts` held-out combinations in
+    each template, one sample each (the rewording bars are read on this pooled share)."""
+    scores = [measure_prompt_following(pipe, n_prompts, template=t) for t in templates]
+    total = sum(s.prompts for s in scores)
+    pooled = {
+        key: sum(getattr(s, key) * s.prompts for s in scores) / total
+        for key in ("background", "colour", "position", "size", "shape")
+    }
+    return PromptFollowing(prompts=total, **pooled)
+
+
 def prompt_ids(pipe, prompts: list[str]) -> torch.Tensor:
     """Token ids [B, L] of `prompts`, padded to the text encoder's length."""
     return pipe.tokenizer(

@@ -20,8 +20,7 @@ from .packaging import package_pipeline
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Knobs of the world's recipe; the defaults are what the shipped weights were trained with
-    (`language_*`: the optional `language` phase, which the shipped world has not had)."""
+    """Knobs of the world's recipe; the defaults are what the shipped weights were trained with."""
 
     seed: int = 0
     images: int = 10000

@@ -13,7 +13,7 @@ Two changes, both measured in docs/results/2026-12-02-caption-language.md:
 Otherwise the layout phase's training: half of each batch at t >= 950, the map's own loss
 against the named position's blob, EMA. Starts from the saved pipeline.
 
-Not part of the shipped world's recipe (its default parts); `--part language` runs it.
+The shipped world has had it: it runs after `layout` in the recipe's default parts.
 """
 
 from __future__ import annotations
