@@ -67,7 +67,7 @@ def main() -> None:
                     p = p_value(first[metric], rows[lr][metric], ALTERNATIVE[metric])
                     cell += f" (p = {p:.2g})"
                 cells.append(cell)
-            print(f"| {lr:g} | " + " | ".join(cells) + " |")
+            print(f"| {lr:.0e} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
