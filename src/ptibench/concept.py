@@ -40,6 +40,12 @@ class EditPrompt:
     prompt: str
     expect: dict[str, str] | None = None
 
+    def __post_init__(self) -> None:
+        # An edit prompt without the concept measures the base model's editability: every
+        # editability metric would look fine, and the seed-spread check cannot tell.
+        if "{}" not in self.prompt:
+            raise ValueError(f"edit prompt {self.prompt!r} does not name the concept ('{{}}')")
+
 
 @dataclass(frozen=True)
 class ConceptImage:
