@@ -179,16 +179,15 @@ PHRASED_PROMPTS = 32  # per phrasing: 192 readings per set
 
 
 @pytest.fixture(scope="module")
-def phrased_following(pipe, random_pipe, random_unet_pipe):
+def phrased_following(request):
     """Readings per (weights, held-out set), measured once for the module."""
-    pipes = {"shipped": pipe, "random": random_pipe, "random-unet": random_unet_pipe}
     cache: dict[tuple[str, str], quality.PromptFollowing] = {}
 
     def get(weights: str, phrasings: str) -> quality.PromptFollowing:
         if (weights, phrasings) not in cache:
             n = PHRASED_PROMPTS if weights == "shipped" else RANDOM_PROMPTS
             cache[weights, phrasings] = quality.measure_phrasings(
-                pipes[weights], PHRASINGS[phrasings], n_prompts=n
+                request.getfixturevalue(PIPES[weights]), PHRASINGS[phrasings], n_prompts=n
             )
         return cache[weights, phrasings]
 
