@@ -175,3 +175,21 @@ def test_the_folder_loads_samples_and_records_the_phase(twice):
         output_type="np",
     ).images[0]
     assert image.shape == (32, 32, 3) and np.isfinite(image).all()
+
+
+def test_the_phase_draws_its_captions_from_the_language_it_is_given(tmp_path):
+    """A probe runs the phase on a variant language (`language_class`); every caption, the
+    map's fit and the training batches, must come from it."""
+    drawn: list[str] = []
+
+    class Recording(CaptionLanguage):
+        def __call__(self, attrs, rng):
+            drawn.append(super().__call__(attrs, rng))
+            return drawn[-1]
+
+    shutil.copytree(tiny_world_path() / "pipeline", tmp_path / "pipeline")
+    torch.set_num_threads(1)
+    train_language(tmp_path, TINY, language_class=Recording)
+    batches = TINY.language_steps * TINY.t2i_batch
+    # the map's fit draws its captions, then each batch draws all but its CFG-dropped ones
+    assert TINY.language_fit_captions < len(drawn) <= TINY.language_fit_captions + batches

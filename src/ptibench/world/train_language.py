@@ -149,13 +149,14 @@ def fine_tune(
     return losses, map_losses
 
 
-def train_language(out: Path, config: TrainConfig) -> dict:
-    """Fine-tune the pipeline in `out` on the caption language with a last-state layout map."""
+def train_language(out: Path, config: TrainConfig, language_class=CaptionLanguage) -> dict:
+    """Fine-tune the pipeline in `out` on the caption language with a last-state layout map.
+    `language_class(tokenizer)` draws the captions (a variant's probe passes its own)."""
     torch.manual_seed(config.seed + 100)
     pipe = load_pipeline(out / "pipeline")
     vae, text_encoder, tokenizer, unet = pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet
     data, latents, weights = cached_latents(config, vae)
-    language = CaptionLanguage(tokenizer)
+    language = language_class(tokenizer)
     tokens = CaptionTokens(tokenizer)
     rng = np.random.default_rng(config.seed + 101)
     idx = rng.integers(0, len(data.attributes), config.language_fit_captions)
