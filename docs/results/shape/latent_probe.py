@@ -8,7 +8,12 @@ with jitter), by size, 95% Wilson intervals. If the latent classifier reads smal
 well as the pixel one, the latent keeps the shape and the decoder or the UNet loses it; if it
 falls to the decoder's level, the encoder has dropped it.
 
+`--generated` reads instead the UNet's own final latents for the 128 held-out prompts of
+`shape_probe.py` (training wording, its seeds) with the latent classifier: does the UNet put the
+shape into its latents at all?
+
     python docs/results/shape/latent_probe.py --out docs/results/shape
+    python docs/results/shape/latent_probe.py --generated --out docs/results/shape
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from shape_probe import share
+from wide_decoder_probe import unet_latents
 
 from ptibench.assets import tiny_world_path
 from ptibench.world import quality
@@ -64,13 +70,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--generated", action="store_true")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     start = time.time()
-    vae = quality.load_pipeline(tiny_world_path()).vae
+    pipe = quality.load_pipeline(tiny_world_path())
+    vae = pipe.vae
     train = render_set(10000, 0)
     labels = torch.tensor([SHAPES.index(a.shape) for a in train.attributes])
+    if args.generated:
+        generated(pipe, train, labels, args)
+        return
     combos = quality.held_out_combinations()
     jitter = np.random.default_rng(1)
     test_pixels = to_model_range(np.stack([render(a, jitter) for a in combos]))
@@ -91,6 +102,25 @@ def main() -> None:
     report["seconds"] = round(time.time() - start, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latent_probe.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+def generated(pipe, train, labels, args) -> None:
+    """The latent classifier on the UNet's latents of the shape probe's held-out prompts."""
+    start = time.time()
+    combos = quality.held_out_prompts(128)
+    latents = unet_latents(pipe, combos) / pipe.vae.config.scaling_factor
+    model = fit(encode(pipe.vae, train.pixels), labels, args.steps, seed=0)
+    wanted = torch.tensor([SHAPES.index(a.shape) for a in combos])
+    with torch.no_grad():
+        hits = (model(latents).argmax(1) == wanted).tolist()
+    report = {
+        size: share([h for h, a in zip(hits, combos, strict=True) if size in ("all", a.size)])
+        for size in ("small", "large", "all")
+    }
+    print("generated latents", {k: (v["share"], v["ci95"]) for k, v in report.items()})
+    report["seconds"] = round(time.time() - start, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latent_probe_generated.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
