@@ -16,17 +16,14 @@ import argparse
 import copy
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from shape_probe import by_size, vae_roundtrip
+from shape_probe import by_size, held_out_renderings, open_probe, vae_roundtrip
 
-from ptibench.assets import tiny_world_path
-from ptibench.world import oracle, quality
+from ptibench.world import oracle
 from ptibench.world.dataset import foreground_alpha, render_set
 from ptibench.world.recipe import cosine_lr
-from ptibench.world.render import render
 
 
 def fine_tune_decoder(
@@ -78,15 +75,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--object-weight", type=float, default=10.0)
     parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     start = time.time()
-    pipe = quality.load_pipeline(tiny_world_path())
-    combos = quality.held_out_prompts(args.n)
-    jitter = np.random.default_rng(1)
-    rendered = np.stack([render(a, jitter) for a in combos])
+    args, pipe = open_probe(parser)
+    combos, rendered = held_out_renderings(args.n)
     shipped = [oracle.read(img) for img in vae_roundtrip(pipe, rendered)]
     tuned = copy.deepcopy(pipe.vae)
     loss = fine_tune_decoder(tuned, args.steps, args.batch, args.lr, args.object_weight, seed=0)

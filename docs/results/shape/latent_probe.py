@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from shape_probe import share
+from shape_probe import open_probe, share
 from wide_decoder_probe import unet_latents
 
-from ptibench.assets import tiny_world_path
 from ptibench.world import quality
 from ptibench.world.dataset import render_set, to_model_range
 from ptibench.world.render import SHAPES, render
@@ -69,13 +67,9 @@ def encode(vae, pixels: torch.Tensor) -> torch.Tensor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--generated", action="store_true")
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     start = time.time()
-    pipe = quality.load_pipeline(tiny_world_path())
+    args, pipe = open_probe(parser)
     vae = pipe.vae
     train = render_set(10000, 0)
     labels = torch.tensor([SHAPES.index(a.shape) for a in train.attributes])

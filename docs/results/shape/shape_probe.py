@@ -71,21 +71,16 @@ def vae_roundtrip(pipe, images: np.ndarray) -> np.ndarray:
     return ((out.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
 
 
-def generated(pipe, combos, seed: int = 0, batch: int = 64) -> list:
-    prompts = [quality.full_prompt(a) for a in combos]
-    images = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        out = pipe(
-            chunk,
-            num_inference_steps=quality.SAMPLE_STEPS,
-            guidance_scale=quality.GUIDANCE,
-            generator=generators,
-            output_type="np",
-        )
-        images.extend(out.images)
-    return images
+def generated(pipe, combos) -> list:
+    """One sample per combination in the training wording (the quality checks' seeds)."""
+    return quality.sample(pipe, [quality.full_prompt(a) for a in combos])
+
+
+def held_out_renderings(n: int, jitter_seed: int = 1) -> tuple[list, np.ndarray]:
+    """`quality.held_out_prompts(n)` and their renderings, jittered as the training set is."""
+    combos = quality.held_out_prompts(n)
+    jitter = np.random.default_rng(jitter_seed)
+    return combos, np.stack([render(a, jitter) for a in combos])
 
 
 def confusion(combos, readings) -> dict:
@@ -96,8 +91,8 @@ def confusion(combos, readings) -> dict:
 
 
 def probe(pipe, combos, jitter_seed: int) -> dict:
-    rng = np.random.default_rng(jitter_seed)
-    rendered = np.stack([render(a, rng) for a in combos])
+    jitter = np.random.default_rng(jitter_seed)
+    rendered = np.stack([render(a, jitter) for a in combos])
     sets = {
         "rendered": [oracle.read(img) for img in rendered],
         "vae": [oracle.read(img) for img in vae_roundtrip(pipe, rendered)],
@@ -117,14 +112,21 @@ def probe(pipe, combos, jitter_seed: int) -> dict:
     return result
 
 
+def open_probe(parser: argparse.ArgumentParser):
+    """The shape probes' common start: `--threads` and `--out`, torch's thread count, the
+    shipped pipeline. Returns the arguments and the pipeline."""
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    return args, quality.load_pipeline(tiny_world_path())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
     start = time.time()
-    pipe = quality.load_pipeline(tiny_world_path())
+    args, pipe = open_probe(parser)
     report = {
         "held_out": probe(pipe, quality.held_out_prompts(args.n), jitter_seed=1),
         "trained": probe(pipe, trained_prompts(args.n), jitter_seed=2),

@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from decoder_probe import fine_tune_decoder
 from diffusers import AutoencoderKL
-from shape_probe import by_size, vae_roundtrip
+from shape_probe import by_size, held_out_renderings, open_probe, vae_roundtrip
 
-from ptibench.assets import tiny_world_path
 from ptibench.world import oracle, quality
-from ptibench.world.render import render
 
 
 def wide_vae(shipped: AutoencoderKL, width: int, layers: int) -> AutoencoderKL:
@@ -43,25 +40,11 @@ def wide_vae(shipped: AutoencoderKL, width: int, layers: int) -> AutoencoderKL:
     return vae
 
 
-@torch.no_grad()
-def unet_latents(pipe, combos, seed: int = 0, batch: int = 64) -> torch.Tensor:
+def unet_latents(pipe, combos) -> torch.Tensor:
     """The pipeline's final latents for each combination's training-wording prompt (the shape
     probe's prompts and generator seeds)."""
-    prompts = [quality.full_prompt(a) for a in combos]
-    out = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        out.append(
-            pipe(
-                chunk,
-                num_inference_steps=quality.SAMPLE_STEPS,
-                guidance_scale=quality.GUIDANCE,
-                generator=generators,
-                output_type="latent",
-            ).images
-        )
-    return torch.cat(out)
+    with torch.no_grad():
+        return quality.sample(pipe, [quality.full_prompt(a) for a in combos], output_type="latent")
 
 
 @torch.no_grad()
@@ -77,16 +60,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     start = time.time()
-    pipe = quality.load_pipeline(tiny_world_path())
+    args, pipe = open_probe(parser)
     shipped = pipe.vae
-    combos = quality.held_out_prompts(args.n)
-    jitter = np.random.default_rng(1)
-    rendered = np.stack([render(a, jitter) for a in combos])
+    combos, rendered = held_out_renderings(args.n)
     latents = unet_latents(pipe, combos)
     wide = wide_vae(shipped, args.width, args.layers)
     loss = fine_tune_decoder(

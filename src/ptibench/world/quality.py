@@ -163,19 +163,25 @@ def measure_prompt_following(
         prompts = [full_prompt(a) for a in combos]
     else:
         prompts = [phrased_prompt(a, template) for a in combos]
-    images = []
+    return score_images(sample(pipe, prompts, seed, batch), combos)
+
+
+def sample(pipe, prompts: list[str], seed: int = 0, batch: int = 64, output_type: str = "np"):
+    """One sample per prompt at the quality checks' settings, prompt i seeded `seed + i`: images,
+    or the final latents with `output_type="latent"`."""
+    out = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        out = pipe(
+        images = pipe(
             chunk,
             num_inference_steps=SAMPLE_STEPS,
             guidance_scale=GUIDANCE,
             generator=generators,
-            output_type="np",
-        )
-        images.extend(out.images)
-    return score_images(images, combos)
+            output_type=output_type,
+        ).images
+        out.extend(images)
+    return torch.stack(out) if output_type == "latent" else out
 
 
 def measure_phrasings(pipe, templates: tuple[str, ...], n_prompts: int = 32) -> PromptFollowing:
