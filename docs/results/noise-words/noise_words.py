@@ -36,10 +36,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rewording"))
 
-from grammar_finetune import THIRD_CONSTRUCTIONS, THIRD_PHRASINGS, measure  # noqa: E402
+from grammar_finetune import (  # noqa: E402
+    THIRD_CONSTRUCTIONS,
+    THIRD_PHRASINGS,
+    check_no_held_out,
+    measure,
+)
 
 from ptibench.assets import tiny_world_path  # noqa: E402
 from ptibench.world import language as language_module  # noqa: E402
@@ -163,26 +169,13 @@ class NoisyLanguage(CaptionLanguage):
         return head + link + attrs.colour
 
 
-def check_no_held_out(language, attributes, draws: int = 100_000) -> int:
-    """Draw `draws` captions; stop if one has a held-out construction. Returns how many are
-    distinct."""
-    rng = np.random.default_rng(0)
-    seen = set()
-    for _ in range(draws):
-        text = language(attributes[int(rng.integers(len(attributes)))], rng)
-        if any(b.search(text) for b in BANNED):
-            raise SystemExit(f"{text!r} has a held-out construction")
-        seen.add(text)
-    return len(seen)
-
-
 def train(world: Path, seed: int) -> None:
     from ptibench.world.dataset import render_set
 
     config = TrainConfig(seed=seed)
-    language = NoisyLanguage(quality.load_pipeline(world).tokenizer)
+    language = NoisyLanguage(CLIPTokenizer.from_pretrained(world / "pipeline" / "tokenizer"))
     attributes = render_set(2000, 0).attributes
-    distinct = check_no_held_out(language, attributes)
+    distinct = check_no_held_out(language, attributes, third=True, extra=FOURTH_CONSTRUCTIONS)
     rng = np.random.default_rng(1)
     examples = [language(attributes[i], rng) for i in range(12)]
     record = train_language(world, config, language_class=NoisyLanguage)

@@ -159,11 +159,14 @@ def add_pooled_embedding(unet):
     return pooled
 
 
-def check_no_held_out(language, attributes, draws: int = 100_000, third: bool = False) -> int:
+def check_no_held_out(
+    language, attributes, draws: int = 100_000, third: bool = False, extra: tuple[str, ...] = ()
+) -> int:
     """Draw `draws` captions; stop if one has a held-out construction (tests/test_world_language.py
-    checks the same). Returns how many distinct captions were drawn."""
+    checks the same), or one of THIRD_CONSTRUCTIONS with `third`, or of `extra`. Returns how
+    many distinct captions were drawn."""
     rng = np.random.default_rng(0)
-    banned = [re.compile(c) for c in quality.HELD_OUT_CONSTRUCTIONS]
+    banned = [re.compile(c) for c in (*quality.HELD_OUT_CONSTRUCTIONS, *extra)]
     if third:
         banned += [re.compile(c) for c in THIRD_CONSTRUCTIONS]
     seen = set()
