@@ -193,3 +193,20 @@ def test_the_phase_draws_its_captions_from_the_language_it_is_given(tmp_path):
     batches = TINY.language_steps * TINY.t2i_batch
     # the map's fit draws its captions, then each batch draws all but its CFG-dropped ones
     assert TINY.language_fit_captions < len(drawn) <= TINY.language_fit_captions + batches
+
+
+def test_the_phase_adds_the_extra_term_to_every_batch(tmp_path):
+    """A probe's auxiliary objective (`extra`) sees each batch's predictions and is trained on:
+    its term reaches the recorded loss."""
+    seen: list[tuple[int, int]] = []
+
+    def extra(idx, texts, noisy, t, pred):
+        seen.append((len(idx), len(texts)))
+        assert pred.shape == noisy.shape and len(t) == len(idx)
+        return pred.sum() * 0.0 + 100.0
+
+    shutil.copytree(tiny_world_path() / "pipeline", tmp_path / "pipeline")
+    torch.set_num_threads(1)
+    record = train_language(tmp_path, TINY, extra=extra)
+    assert seen == [(TINY.t2i_batch, TINY.t2i_batch)] * TINY.language_steps
+    assert record["loss_last_100"] > 100.0

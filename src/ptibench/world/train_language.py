@@ -73,11 +73,23 @@ def language_captions(language, data, idx, rng) -> tuple[list[str], list[str | N
 
 
 def language_losses(
-    unet, text_encoder, tokens, language, scheduler, data, latents, weights, config, rng, gen
+    unet,
+    text_encoder,
+    tokens,
+    language,
+    scheduler,
+    data,
+    latents,
+    weights,
+    config,
+    rng,
+    gen,
+    extra=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One batch's object-weighted v-prediction loss and the layout map's loss against the named
     positions' blobs. Images and captions come from `rng`, noise and timesteps from `gen`, half
-    of the batch at t >= `config.layout_high_t_from`."""
+    of the batch at t >= `config.layout_high_t_from`. `extra(idx, texts, noisy, t, pred)`, when
+    given, returns a term added to the first loss (a probe's auxiliary objective)."""
     idx = rng.integers(0, len(latents), config.t2i_batch)
     texts, named = language_captions(language, data, idx, rng)
     x0 = latents[torch.from_numpy(idx)]
@@ -96,6 +108,8 @@ def language_losses(
     pred = unet(noisy, t, encoder_hidden_states=hidden).sample
     w = weights[torch.from_numpy(idx)]
     loss = ((pred - target) ** 2 * w).mean() / w.mean()
+    if extra is not None:
+        loss = loss + extra(idx, texts, noisy, t, pred)
     size = unet.config.sample_size
     blobs = torch.stack([position_map(p, size) for p in named])[:, None]
     return loss, ((unet.layout_map(hidden) - blobs) ** 2).mean()
@@ -149,9 +163,12 @@ def fine_tune(
     return losses, map_losses
 
 
-def train_language(out: Path, config: TrainConfig, language_class=CaptionLanguage) -> dict:
+def train_language(
+    out: Path, config: TrainConfig, language_class=CaptionLanguage, extra=None
+) -> dict:
     """Fine-tune the pipeline in `out` on the caption language with a last-state layout map.
-    `language_class(tokenizer)` draws the captions (a variant's probe passes its own)."""
+    `language_class(tokenizer)` draws the captions and `extra` adds a term to each batch's loss
+    (`language_losses`): both for probes of variants."""
     torch.manual_seed(config.seed + 100)
     pipe = load_pipeline(out / "pipeline")
     vae, text_encoder, tokenizer, unet = pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet
@@ -195,6 +212,7 @@ def train_language(out: Path, config: TrainConfig, language_class=CaptionLanguag
             config,
             rng,
             gen,
+            extra,
         ),
         steps,
         config,
