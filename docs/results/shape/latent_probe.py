@@ -33,7 +33,7 @@ from ptibench.world.dataset import render_set, to_model_range
 from ptibench.world.render import SHAPES, render
 
 
-def classifier(channels: int) -> torch.nn.Module:
+def classifier(channels: int, classes: int = len(SHAPES)) -> torch.nn.Module:
     return torch.nn.Sequential(
         torch.nn.Conv2d(channels, 64, 3, padding=1),
         torch.nn.GELU(),
@@ -41,13 +41,15 @@ def classifier(channels: int) -> torch.nn.Module:
         torch.nn.GELU(),
         torch.nn.AdaptiveMaxPool2d(1),
         torch.nn.Flatten(),
-        torch.nn.Linear(64, len(SHAPES)),
+        torch.nn.Linear(64, classes),
     )
 
 
-def fit(inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int) -> torch.nn.Module:
+def fit(
+    inputs: torch.Tensor, labels: torch.Tensor, steps: int, seed: int, classes: int = len(SHAPES)
+) -> torch.nn.Module:
     torch.manual_seed(seed)
-    model = classifier(inputs.shape[1])
+    model = classifier(inputs.shape[1], classes)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(steps):

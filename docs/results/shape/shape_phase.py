@@ -8,6 +8,8 @@ frozen shape classifier (`latent_probe.classifier`, fitted on the training set's
 seed 0) on the UNet's predicted clean latent, x0 = sqrt(a_t) x_t - sqrt(1 - a_t) v, for every
 sample whose caption is not dropped (every caption names the shape). `--weight 0` is the
 control: the same phase without the term, so "more training" and "the shape term" separate.
+`--judge all` adds one such classifier per attribute (shape, colour, background, position,
+size) and sums their cross-entropies, to see whether the others hold what shape gains.
 
 `measure` reads a world: the oracle on one sample per held-out combination (128, the shape
 probe's prompts and seeds, by size) and on trained ones, a second classifier (seed 1, never
@@ -38,25 +40,38 @@ from ptibench.assets import tiny_world_path
 from ptibench.world import components, oracle, quality
 from ptibench.world.packaging import load_pipeline
 from ptibench.world.recipe import TrainConfig
-from ptibench.world.render import SHAPES
+from ptibench.world.render import COLOURS, POSITIONS, SHAPES, SIZES
 from ptibench.world.train_language import train_language
 from ptibench.world.train_t2i import cached_latents
 
 JUDGE_STEPS = 1500
 
 
-def shape_judge(config: TrainConfig, vae, seed: int):
-    """A frozen shape classifier on the training set's scaled latents, and the set's labels."""
+VOCABULARY = {
+    "shape": SHAPES,
+    "colour": tuple(COLOURS),
+    "background": tuple(COLOURS),
+    "position": tuple(POSITIONS),
+    "size": tuple(SIZES),
+}
+
+
+def attribute_judges(config: TrainConfig, vae, seed: int, names: tuple[str, ...]) -> dict:
+    """Per attribute, a frozen classifier on the training set's scaled latents and the set's
+    labels."""
     data, latents, _ = cached_latents(config, vae)
-    labels = torch.tensor([SHAPES.index(a.shape) for a in data.attributes])
-    judge = fit(latents, labels, JUDGE_STEPS, seed=seed)
-    judge.requires_grad_(False)
-    return judge, labels
+    judges = {}
+    for name in names:
+        values = VOCABULARY[name]
+        labels = torch.tensor([values.index(getattr(a, name)) for a in data.attributes])
+        judge = fit(latents, labels, JUDGE_STEPS, seed=seed, classes=len(values))
+        judges[name] = (judge.requires_grad_(False), labels)
+    return judges
 
 
-def shape_term(judge, labels: torch.Tensor, weight: float):
-    """`language_losses`' extra term: the judge's cross-entropy on the predicted clean latents
-    of the batch's captioned samples."""
+def judge_term(judges: dict, weight: float):
+    """`language_losses`' extra term: `weight` x the sum of the judges' cross-entropies on the
+    predicted clean latents of the batch's captioned samples."""
     alphas = components.build_train_scheduler().alphas_cumprod
 
     def term(idx, texts, noisy, t, pred):
@@ -66,13 +81,15 @@ def shape_term(judge, labels: torch.Tensor, weight: float):
         named = torch.tensor([bool(text) for text in texts])
         if not named.any():
             return pred.sum() * 0.0
-        wanted = labels[torch.from_numpy(idx)][named]
-        return weight * F.cross_entropy(judge(x0[named]), wanted)
+        rows = torch.from_numpy(idx)[named]
+        return weight * sum(
+            F.cross_entropy(judge(x0[named]), labels[rows]) for judge, labels in judges.values()
+        )
 
     return term
 
 
-def train(work: Path, weight: float, steps: int, seed: int) -> None:
+def train(work: Path, weight: float, steps: int, seed: int, judged: tuple[str, ...]) -> None:
     start = time.time()
     config = TrainConfig(seed=seed, language_steps=steps)
     if not (work / "pipeline").is_dir():
@@ -80,10 +97,9 @@ def train(work: Path, weight: float, steps: int, seed: int) -> None:
     extra = None
     if weight:
         vae = load_pipeline(work / "pipeline").vae
-        judge, labels = shape_judge(config, vae, seed=0)
-        extra = shape_term(judge, labels, weight)
+        extra = judge_term(attribute_judges(config, vae, 0, judged), weight)
     record = train_language(work, config, extra=extra)
-    report = {"weight": weight, "seed": seed, "record": record}
+    report = {"weight": weight, "judged": list(judged), "seed": seed, "record": record}
     report["seconds"] = round(time.time() - start, 1)
     (work / "shape_phase.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
@@ -99,7 +115,7 @@ def measure(world: str, out: Path, prompts: int) -> None:
         "trained": probe(pipe, trained_prompts(128), jitter_seed=2),
     }
     config = TrainConfig()
-    judge, _ = shape_judge(config, pipe.vae, seed=1)
+    judge, _ = attribute_judges(config, pipe.vae, 1, ("shape",))["shape"]
     latents = unet_latents(pipe, held_out)
     wanted = torch.tensor([SHAPES.index(a.shape) for a in held_out])
     with torch.no_grad():
@@ -146,6 +162,9 @@ def main() -> None:
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=1)
+    tr.add_argument(
+        "--judge", choices=("shape", "all"), default="shape", help="the attributes judged"
+    )
     me = sub.add_parser("measure")
     me.add_argument("--world", required=True, help='"shipped" or a world folder')
     me.add_argument("--out", type=Path, required=True)
@@ -154,7 +173,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "train":
-        train(args.work, args.weight, args.steps, args.seed)
+        judged = ("shape",) if args.judge == "shape" else tuple(VOCABULARY)
+        train(args.work, args.weight, args.steps, args.seed, judged)
     else:
         measure(args.world, args.out, args.prompts)
 

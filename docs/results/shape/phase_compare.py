@@ -1,0 +1,66 @@
+"""The shape-phase worlds side by side: every reading of `shape_phase.py measure`, hits / n with
+a 95% Wilson interval and Fisher's exact test (two-sided) against the control world (the
+same language phase without a judge term), so a gain is the term's, not more training's.
+
+    python docs/results/shape/phase_compare.py docs/results/shape/phase-0 \
+        docs/results/shape/phase-shipped docs/results/shape/phase-0.3 [...] > table.md
+
+The first folder is the control; each holds `shape_phase_measure.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from scipy.stats import binomtest, fisher_exact
+
+ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+
+
+def readings(folder: Path) -> dict[str, dict]:
+    """row label -> {"hits", "n"}, for every reading the measure keeps."""
+    report = json.loads((folder / "shape_phase_measure.json").read_text())
+    rows = {}
+    for split in ("held_out", "trained"):
+        for size in ("all", "small", "large"):
+            rows[f"{split} prompts, shape, {size}"] = report[split]["generated"][size]
+    for key, value in report["held_out"]["generated_other_attributes"].items():
+        rows[f"held_out prompts, {key}"] = value
+    for size in ("all", "small", "large"):
+        rows[f"held-out judge on the UNet's latents, shape, {size}"] = report[
+            "held_out_latents_judge_seed1"
+        ][size]
+    for name in ("first", "confirmation"):
+        for attribute in ATTRIBUTES:
+            rows[f"{name} phrasing set, {attribute}"] = report[f"phrasings_{name}"][attribute]
+    return rows
+
+
+def cell(reading: dict, against: dict | None) -> str:
+    hits, n = reading["hits"], reading["n"]
+    ci = binomtest(hits, n).proportion_ci(method="wilson")
+    text = f"{hits / n:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    if against is not None:
+        table = [[hits, n - hits], [against["hits"], against["n"] - against["hits"]]]
+        text += f" p={fisher_exact(table).pvalue:.1g}"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("control", type=Path)
+    parser.add_argument("worlds", type=Path, nargs="+")
+    args = parser.parse_args()
+    control = readings(args.control)
+    worlds = [(folder.name, readings(folder)) for folder in args.worlds]
+    print(f"| reading | {args.control.name} (control) | " + " | ".join(n for n, _ in worlds) + " |")
+    print("|---" * (len(worlds) + 2) + "|")
+    for label, reading in control.items():
+        cells = [cell(reading, None)] + [cell(rows[label], reading) for _, rows in worlds]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
