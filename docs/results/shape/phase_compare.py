@@ -5,7 +5,11 @@ same language phase without a judge term), so a gain is the term's, not more tra
     python docs/results/shape/phase_compare.py docs/results/shape/phase-0 \
         docs/results/shape/phase-shipped docs/results/shape/phase-0.3 [...] > table.md
 
-The first folder is the control; each holds `shape_phase_measure.json`.
+The first folder is the control; each holds `shape_phase_measure.json`. A comma-separated list
+of folders (one world's training seeds) is pooled: hits and readings summed.
+
+    cd docs/results/shape
+    python phase_compare.py phase-0,phase-0-seed1 phase-0.1,phase-0.1-seed1
 """
 
 from __future__ import annotations
@@ -17,6 +21,21 @@ from pathlib import Path
 from scipy.stats import binomtest, fisher_exact
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+
+
+def pooled(folders: str) -> dict[str, dict]:
+    """`readings` summed over comma-separated folders."""
+    rows: dict[str, dict] = {}
+    for folder in folders.split(","):
+        for label, reading in readings(Path(folder)).items():
+            row = rows.setdefault(label, {"hits": 0, "n": 0})
+            row["hits"] += reading["hits"]
+            row["n"] += reading["n"]
+    return rows
+
+
+def name(folders: str) -> str:
+    return "+".join(Path(f).name for f in folders.split(","))
 
 
 def readings(folder: Path) -> dict[str, dict]:
@@ -50,12 +69,13 @@ def cell(reading: dict, against: dict | None) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("control", type=Path)
-    parser.add_argument("worlds", type=Path, nargs="+")
+    parser.add_argument("control")
+    parser.add_argument("worlds", nargs="+")
     args = parser.parse_args()
-    control = readings(args.control)
-    worlds = [(folder.name, readings(folder)) for folder in args.worlds]
-    print(f"| reading | {args.control.name} (control) | " + " | ".join(n for n, _ in worlds) + " |")
+    control = pooled(args.control)
+    worlds = [(name(folders), pooled(folders)) for folders in args.worlds]
+    header = [f"{name(args.control)} (control)"] + [n for n, _ in worlds]
+    print("| reading | " + " | ".join(header) + " |")
     print("|---" * (len(worlds) + 2) + "|")
     for label, reading in control.items():
         cells = [cell(reading, None)] + [cell(rows[label], reading) for _, rows in worlds]

@@ -113,13 +113,14 @@ def probe(pipe, combos, jitter_seed: int) -> dict:
 
 
 def open_probe(parser: argparse.ArgumentParser):
-    """The shape probes' common start: `--threads` and `--out`, torch's thread count, the
-    shipped pipeline. Returns the arguments and the pipeline."""
+    """The shape probes' common start: `--threads`, `--out` and `--world`, torch's thread count,
+    the world's pipeline (the shipped one by default). Returns the arguments and the pipeline."""
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--world", type=Path, help="a world folder (default: the shipped world)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    return args, quality.load_pipeline(tiny_world_path())
+    return args, quality.load_pipeline(args.world or tiny_world_path())
 
 
 def main() -> None:

@@ -13,6 +13,9 @@ Wilson intervals:
    world's generated images.
 
     python docs/results/shape/wide_decoder_probe.py --steps 2000 --out docs/results/shape
+
+`--world DIR` reads another world's UNet latents (the decoder is trained on the shipped VAE's
+encoder either way: the worlds share it).
 """
 
 from __future__ import annotations
