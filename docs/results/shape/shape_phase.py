@@ -10,6 +10,9 @@ sample whose caption is not dropped (every caption names the shape). `--weight 0
 control: the same phase without the term, so "more training" and "the shape term" separate.
 `--judge all` adds one such classifier per attribute (shape, colour, background, position,
 size) and sums their cross-entropies, to see whether the others hold what shape gains.
+`--judge pixels` judges shape on the frozen decoder's image of x0 instead (a classifier fitted on
+the decoder's round trips of the training set), so the term asks for latents the decoder draws
+as the shape, not only latents a latent classifier reads.
 
 `measure` reads a world: the oracle on one sample per held-out combination (128, the shape
 probe's prompts and seeds, by size) and on trained ones, a second classifier (seed 1, never
@@ -69,6 +72,34 @@ def attribute_judges(config: TrainConfig, vae, seed: int, names: tuple[str, ...]
     return judges
 
 
+class DecodedJudge(torch.nn.Module):
+    """A shape classifier that reads the VAE decoder's image of a scaled latent: its gradient
+    reaches the latent through the frozen decoder."""
+
+    def __init__(self, vae, judge: torch.nn.Module):
+        super().__init__()
+        self.vae, self.judge = vae, judge
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.judge(self.vae.decode(latents / self.vae.config.scaling_factor).sample)
+
+
+def pixel_judge(config: TrainConfig, vae, seed: int) -> dict:
+    """A frozen shape classifier on the decoder's round trips of the training set (the images
+    the decoder draws from clean latents), wrapped to read scaled latents."""
+    data, latents, _ = cached_latents(config, vae)
+    vae.requires_grad_(False)
+    with torch.no_grad():
+        pixels = torch.cat(
+            [vae.decode(c / vae.config.scaling_factor).sample for c in latents.split(500)]
+        )
+    labels = torch.tensor([SHAPES.index(a.shape) for a in data.attributes])
+    unshuffle = torch.nn.PixelUnshuffle(2)  # 3 x 32 x 32 -> 12 x 16 x 16: the latent judge's cost
+    judge = fit(unshuffle(pixels), labels, JUDGE_STEPS, seed=seed).requires_grad_(False)
+    judge = torch.nn.Sequential(unshuffle, judge)
+    return {"shape (decoded)": (DecodedJudge(vae, judge), labels)}
+
+
 def judge_term(judges: dict, weight: float):
     """`language_losses`' extra term: `weight` x the sum of the judges' cross-entropies on the
     predicted clean latents of the batch's captioned samples."""
@@ -97,7 +128,11 @@ def train(work: Path, weight: float, steps: int, seed: int, judged: tuple[str, .
     extra = None
     if weight:
         vae = load_pipeline(work / "pipeline").vae
-        extra = judge_term(attribute_judges(config, vae, 0, judged), weight)
+        if judged == ("pixels",):
+            judges = pixel_judge(config, vae, 0)
+        else:
+            judges = attribute_judges(config, vae, 0, judged)
+        extra = judge_term(judges, weight)
     record = train_language(work, config, extra=extra)
     report = {"weight": weight, "judged": list(judged), "seed": seed, "record": record}
     report["seconds"] = round(time.time() - start, 1)
@@ -163,7 +198,10 @@ def main() -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument(
-        "--judge", choices=("shape", "all"), default="shape", help="the attributes judged"
+        "--judge",
+        choices=("shape", "all", "pixels"),
+        default="shape",
+        help="the attributes judged on the latent, or shape on the decoded image",
     )
     me = sub.add_parser("measure")
     me.add_argument("--world", required=True, help='"shipped" or a world folder')
@@ -173,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "train":
-        judged = ("shape",) if args.judge == "shape" else tuple(VOCABULARY)
+        judged = {"shape": ("shape",), "all": tuple(VOCABULARY), "pixels": ("pixels",)}[args.judge]
         train(args.work, args.weight, args.steps, args.seed, judged)
     else:
         measure(args.world, args.out, args.prompts)
