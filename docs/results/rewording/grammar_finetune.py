@@ -50,6 +50,7 @@ from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.train_language import (
+    LanguageBatches,
     fine_tune,
     language_losses,
     language_optimizers,
@@ -213,15 +214,7 @@ def train(args, pipe, data, latents, weights) -> dict:
             language_losses,
             unet,
             text_encoder,
-            tokens,
-            language,
-            scheduler,
-            data,
-            latents,
-            weights,
-            config,
-            rng,
-            gen,
+            LanguageBatches(tokens, language, scheduler, data, latents, weights, config, rng, gen),
         ),
         args.steps,
         config,

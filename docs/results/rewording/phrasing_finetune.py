@@ -36,7 +36,7 @@ from ptibench.world import components, quality
 from ptibench.world.packaging import load_pipeline
 from ptibench.world.recipe import TrainConfig, save_pipeline
 from ptibench.world.render import caption
-from ptibench.world.train_language import fine_tune, language_losses
+from ptibench.world.train_language import LanguageBatches, fine_tune, language_losses
 from ptibench.world.train_layout import layout_optimizer
 from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
@@ -127,15 +127,17 @@ def main() -> None:
             language_losses,
             unet,
             text_encoder,
-            tokens,
-            phrasings_language(args.share),
-            scheduler,
-            data,
-            latents,
-            weights,
-            config,
-            rng,
-            gen,
+            LanguageBatches(
+                tokens,
+                phrasings_language(args.share),
+                scheduler,
+                data,
+                latents,
+                weights,
+                config,
+                rng,
+                gen,
+            ),
         ),
         args.steps,
         config,

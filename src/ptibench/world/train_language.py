@@ -22,7 +22,10 @@ import copy
 import functools
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -72,26 +75,34 @@ def language_captions(language, data, idx, rng) -> tuple[list[str], list[str | N
     return texts, named
 
 
+@dataclass
+class LanguageBatches:
+    """What the language phase draws each batch from: the caption language, the rendered set,
+    its latents and loss weights, the two random streams, and `extra(idx, texts, noisy, t,
+    pred)`, a term added to each batch's loss when given (a probe's auxiliary objective)."""
+
+    tokens: CaptionTokens
+    language: Callable
+    scheduler: Any
+    data: Any
+    latents: torch.Tensor
+    weights: torch.Tensor
+    config: TrainConfig
+    rng: np.random.Generator
+    gen: torch.Generator
+    extra: Callable | None = None
+
+
 def language_losses(
-    unet,
-    text_encoder,
-    tokens,
-    language,
-    scheduler,
-    data,
-    latents,
-    weights,
-    config,
-    rng,
-    gen,
-    extra=None,
+    unet, text_encoder, batches: LanguageBatches
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One batch's object-weighted v-prediction loss and the layout map's loss against the named
-    positions' blobs. Images and captions come from `rng`, noise and timesteps from `gen`, half
-    of the batch at t >= `config.layout_high_t_from`. `extra(idx, texts, noisy, t, pred)`, when
-    given, returns a term added to the first loss (a probe's auxiliary objective)."""
+    """One batch's object-weighted v-prediction loss (plus `batches.extra`) and the layout map's
+    loss against the named positions' blobs. Images and captions come from `batches.rng`, noise
+    and timesteps from `batches.gen`, half of the batch at t >= `config.layout_high_t_from`."""
+    config, scheduler, latents = batches.config, batches.scheduler, batches.latents
+    rng, gen = batches.rng, batches.gen
     idx = rng.integers(0, len(latents), config.t2i_batch)
-    texts, named = language_captions(language, data, idx, rng)
+    texts, named = language_captions(batches.language, batches.data, idx, rng)
     x0 = latents[torch.from_numpy(idx)]
     noise = torch.randn(x0.shape, generator=gen)
     total_t = scheduler.config.num_train_timesteps
@@ -104,12 +115,12 @@ def language_losses(
     )
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
-    hidden = text_encoder(tokens(texts))[0]
+    hidden = text_encoder(batches.tokens(texts))[0]
     pred = unet(noisy, t, encoder_hidden_states=hidden).sample
-    w = weights[torch.from_numpy(idx)]
+    w = batches.weights[torch.from_numpy(idx)]
     loss = ((pred - target) ** 2 * w).mean() / w.mean()
-    if extra is not None:
-        loss = loss + extra(idx, texts, noisy, t, pred)
+    if batches.extra is not None:
+        loss = loss + batches.extra(idx, texts, noisy, t, pred)
     size = unet.config.sample_size
     blobs = torch.stack([position_map(p, size) for p in named])[:, None]
     return loss, ((unet.layout_map(hidden) - blobs) ** 2).mean()
@@ -168,7 +179,7 @@ def train_language(
 ) -> dict:
     """Fine-tune the pipeline in `out` on the caption language with a last-state layout map.
     `language_class(tokenizer)` draws the captions and `extra` adds a term to each batch's loss
-    (`language_losses`): both for probes of variants."""
+    (`LanguageBatches`): both for probes of variants."""
     torch.manual_seed(config.seed + 100)
     pipe = load_pipeline(out / "pipeline")
     vae, text_encoder, tokenizer, unet = pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet
@@ -203,16 +214,9 @@ def train_language(
             language_losses,
             unet,
             text_encoder,
-            tokens,
-            language,
-            scheduler,
-            data,
-            latents,
-            weights,
-            config,
-            rng,
-            gen,
-            extra,
+            LanguageBatches(
+                tokens, language, scheduler, data, latents, weights, config, rng, gen, extra
+            ),
         ),
         steps,
         config,
