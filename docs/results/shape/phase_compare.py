@@ -18,7 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-from scipy.stats import binomtest, fisher_exact
+from scipy.stats import fisher_exact
+
+from ptibench.results.intervals import wilson
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 
@@ -59,8 +61,8 @@ def readings(folder: Path) -> dict[str, dict]:
 
 def cell(reading: dict, against: dict | None) -> str:
     hits, n = reading["hits"], reading["n"]
-    ci = binomtest(hits, n).proportion_ci(method="wilson")
-    text = f"{hits / n:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
+    low, high = wilson(hits, n)
+    text = f"{hits / n:.2f} [{low:.2f}, {high:.2f}]"
     if against is not None:
         table = [[hits, n - hits], [against["hits"], against["n"] - against["hits"]]]
         text += f" p={fisher_exact(table).pvalue:.1g}"

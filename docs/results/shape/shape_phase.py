@@ -112,15 +112,22 @@ def judge_term(judges: dict, weight: float):
         named = torch.tensor([bool(text) for text in texts])
         if not named.any():
             return pred.sum() * 0.0
-        rows = torch.from_numpy(idx)[named]
+        captioned, rows = x0[named], torch.from_numpy(idx)[named]
         return weight * sum(
-            F.cross_entropy(judge(x0[named]), labels[rows]) for judge, labels in judges.values()
+            F.cross_entropy(judge(captioned), labels[rows]) for judge, labels in judges.values()
         )
 
     return term
 
 
-def train(work: Path, weight: float, steps: int, seed: int, judged: tuple[str, ...]) -> None:
+JUDGES = {
+    "shape": lambda config, vae, seed: attribute_judges(config, vae, seed, ("shape",)),
+    "all": lambda config, vae, seed: attribute_judges(config, vae, seed, tuple(VOCABULARY)),
+    "pixels": pixel_judge,
+}
+
+
+def train(work: Path, weight: float, steps: int, seed: int, judge: str) -> None:
     start = time.time()
     config = TrainConfig(seed=seed, language_steps=steps)
     if not (work / "pipeline").is_dir():
@@ -128,13 +135,9 @@ def train(work: Path, weight: float, steps: int, seed: int, judged: tuple[str, .
     extra = None
     if weight:
         vae = load_pipeline(work / "pipeline").vae
-        if judged == ("pixels",):
-            judges = pixel_judge(config, vae, 0)
-        else:
-            judges = attribute_judges(config, vae, 0, judged)
-        extra = judge_term(judges, weight)
+        extra = judge_term(JUDGES[judge](config, vae, 0), weight)
     record = train_language(work, config, extra=extra)
-    report = {"weight": weight, "judged": list(judged), "seed": seed, "record": record}
+    report = {"weight": weight, "judge": judge, "seed": seed, "record": record}
     report["seconds"] = round(time.time() - start, 1)
     (work / "shape_phase.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
@@ -199,7 +202,7 @@ def main() -> None:
     tr.add_argument("--threads", type=int, default=1)
     tr.add_argument(
         "--judge",
-        choices=("shape", "all", "pixels"),
+        choices=tuple(JUDGES),
         default="shape",
         help="the attributes judged on the latent, or shape on the decoded image",
     )
@@ -211,8 +214,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "train":
-        judged = {"shape": ("shape",), "all": tuple(VOCABULARY), "pixels": ("pixels",)}[args.judge]
-        train(args.work, args.weight, args.steps, args.seed, judged)
+        train(args.work, args.weight, args.steps, args.seed, args.judge)
     else:
         measure(args.world, args.out, args.prompts)
 
