@@ -39,7 +39,12 @@ from ptibench.world.quality import (
     score_images,
 )
 from ptibench.world.recipe import cosine_lr
-from ptibench.world.train_t2i import CaptionTokens, latent_loss_weights, text_to_image_loss
+from ptibench.world.train_t2i import (
+    CaptionTokens,
+    ImageBatches,
+    latent_loss_weights,
+    text_to_image_loss,
+)
 
 LATENT = 4
 
@@ -98,13 +103,12 @@ def main() -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01)
     rng = np.random.default_rng(2)
     gen = torch.Generator().manual_seed(3)
+    batches = ImageBatches(tokens, scheduler, data, latents, weights, args.batch, rng, gen)
     start, losses = time.time(), []
     for step in range(args.steps):
         for group in opt.param_groups:
             group["lr"] = args.lr * cosine_lr(step, args.steps)
-        loss = text_to_image_loss(
-            unet, text_encoder, tokens, scheduler, data, latents, weights, args.batch, rng, gen
-        )
+        loss = text_to_image_loss(unet, text_encoder, batches)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

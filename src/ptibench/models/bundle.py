@@ -188,7 +188,11 @@ class ModelBundle:
             components["unet"] = unet
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return type(self.pipe)(**components, requires_safety_checker=False)
+            return type(self.pipe)(**components, **self.pipeline_options())
+
+    def pipeline_options(self) -> dict:
+        """The pipeline class's own constructor arguments beside its components."""
+        return {"requires_safety_checker": False}
 
 
 def unet_inputs(bundle, hidden: torch.Tensor) -> tuple[torch.Tensor, dict]:

@@ -12,8 +12,6 @@ add_time_ids for a square image at the bundle's resolution, no crop.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from ptibench.errors import PtibenchError
@@ -150,20 +148,13 @@ class SDXLBundle(ModelBundle):
             self.dtype = dtype
             self.vae.to(dtype)
 
-    def sampling_pipeline(self, unet=None):
-        components = dict(self.pipe.components)
-        components["scheduler"] = type(self.pipe.scheduler).from_config(self.pipe.scheduler.config)
-        if unet is not None:
-            components["unet"] = unet
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return type(self.pipe)(
-                **components,
-                force_zeros_for_empty_prompt=self.pipe.config.get(
-                    "force_zeros_for_empty_prompt", True
-                ),
-                add_watermarker=False,
-            )
+    def pipeline_options(self) -> dict:
+        return {
+            "force_zeros_for_empty_prompt": self.pipe.config.get(
+                "force_zeros_for_empty_prompt", True
+            ),
+            "add_watermarker": False,
+        }
 
     def embedding_tensors(self, placeholder: str, vector: torch.Tensor) -> dict:
         first, second = self._split(vector.detach().float().cpu().reshape(-1))

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update, merge_manifest, save_pipeline
 from ptibench.world.train_t2i import (
     CaptionTokens,
+    ImageBatches,
     cached_latents,
     text_to_image_loss,
     training_captions,
@@ -105,6 +106,18 @@ def train_layout(out: Path, config: TrainConfig) -> dict:
     opt, rest = layout_optimizer(unet, config)
     base_lrs = [group["lr"] for group in opt.param_groups]
     gen = torch.Generator().manual_seed(config.seed + 6)
+    batches = ImageBatches(
+        tokens,
+        scheduler,
+        data,
+        latents,
+        weights,
+        config.t2i_batch,
+        rng,
+        gen,
+        high_t_share=config.layout_high_t_share,
+        high_t_from=config.layout_high_t_from,
+    )
     size = unet.config.sample_size
     start = time.time()
     losses: list[float] = []
@@ -113,21 +126,7 @@ def train_layout(out: Path, config: TrainConfig) -> dict:
         for group, base in zip(opt.param_groups, base_lrs, strict=True):
             group["lr"] = base * scale
         batch: dict = {}
-        loss = text_to_image_loss(
-            unet,
-            text_encoder,
-            tokens,
-            scheduler,
-            data,
-            latents,
-            weights,
-            config.t2i_batch,
-            rng,
-            gen,
-            high_t_share=config.layout_high_t_share,
-            high_t_from=config.layout_high_t_from,
-            batch_out=batch,
-        )
+        loss = text_to_image_loss(unet, text_encoder, batches, batch_out=batch)
         layout_loss = map_loss(unet, data, batch, size)
         total = loss + config.layout_weight * layout_loss
         opt.zero_grad(set_to_none=True)

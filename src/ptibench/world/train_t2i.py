@@ -7,7 +7,9 @@ from __future__ import annotations
 import copy
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -58,38 +60,45 @@ def training_captions(data, idx, rng) -> list[str]:
     return ["" if rng.random() < CFG_DROPOUT else caption(data.attributes[i], rng) for i in idx]
 
 
+@dataclass
+class ImageBatches:
+    """What a text-to-image phase draws each batch from: the rendered set, its latents and loss
+    weights, the caption tokenizer and the two random streams (images and captions from `rng`,
+    noise and timesteps from `gen`, in that order: the recipe's data stream). A share
+    `high_t_share` of each batch draws t from [high_t_from, T): where the noisy input no longer
+    shows where the object is, so only the caption can say it."""
+
+    tokens: CaptionTokens
+    scheduler: Any
+    data: Any
+    latents: torch.Tensor
+    weights: torch.Tensor
+    batch: int
+    rng: np.random.Generator
+    gen: torch.Generator
+    high_t_share: float = 0.0
+    high_t_from: int = 0
+
+
 def text_to_image_loss(
-    unet,
-    text_encoder,
-    tokens,
-    scheduler,
-    data,
-    latents,
-    weights,
-    batch: int,
-    rng,
-    gen,
-    high_t_share: float = 0.0,
-    high_t_from: int = 0,
-    batch_out: dict | None = None,
+    unet, text_encoder, batches: ImageBatches, batch_out: dict | None = None
 ) -> torch.Tensor:
-    """One batch's object-weighted v-prediction loss. Images and captions (CFG-dropped) come from
-    `rng`, noise and timesteps from `gen`, in that order: the recipe's data stream. A share
-    `high_t_share` of the batch draws t from [high_t_from, T): where the noisy input no longer
-    shows where the object is, so only the caption can say it. `batch_out`, if given, receives
-    the batch's indices, captions and text states."""
-    idx = rng.integers(0, len(latents), batch)
-    captions = training_captions(data, idx, rng)
+    """One batch's object-weighted v-prediction loss, CFG-dropped captions included.
+    `batch_out`, if given, receives the batch's indices, captions and text states."""
+    scheduler, latents, weights = batches.scheduler, batches.latents, batches.weights
+    rng, gen = batches.rng, batches.gen
+    idx = rng.integers(0, len(latents), batches.batch)
+    captions = training_captions(batches.data, idx, rng)
     x0 = latents[torch.from_numpy(idx)]
     noise = torch.randn(x0.shape, generator=gen)
     total = scheduler.config.num_train_timesteps
-    high = round(len(idx) * high_t_share)
+    high = round(len(idx) * batches.high_t_share)
     t = torch.randint(0, total, (len(idx) - high,), generator=gen)
     if high:
-        t = torch.cat([torch.randint(high_t_from, total, (high,), generator=gen), t])
+        t = torch.cat([torch.randint(batches.high_t_from, total, (high,), generator=gen), t])
     noisy = scheduler.add_noise(x0, noise, t)
     target = scheduler.get_velocity(x0, noise, t)
-    hidden = text_encoder(tokens(captions))[0]
+    hidden = text_encoder(batches.tokens(captions))[0]
     pred = unet(noisy, t, encoder_hidden_states=hidden).sample
     if batch_out is not None:
         batch_out.update(idx=idx, captions=captions, hidden=hidden)
@@ -107,7 +116,7 @@ def cached_latents(config: TrainConfig, vae):
     return data, latents, weights
 
 
-def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) -> dict:
+def train_text_to_image(out: Path, config: TrainConfig) -> dict:
     """Train text encoder + UNet jointly on cached latents, v-prediction, zero terminal SNR,
     with the object's latent pixels weighted up (see `latent_loss_weights`)."""
     from diffusers import AutoencoderKL
@@ -125,23 +134,13 @@ def train_text_to_image(out: Path, config: TrainConfig, resume: bool = False) ->
     tokens = CaptionTokens(tokenizer)
     rng = np.random.default_rng(config.seed + 2)
     gen = torch.Generator().manual_seed(config.seed + 3)
+    batches = ImageBatches(tokens, scheduler, data, latents, weights, config.t2i_batch, rng, gen)
     start = time.time()
     losses: list[float] = []
     for step in tqdm(range(config.t2i_steps), desc="text-to-image", mininterval=30):
         for group in opt.param_groups:
             group["lr"] = config.t2i_lr * cosine_lr(step, config.t2i_steps)
-        loss = text_to_image_loss(
-            unet,
-            text_encoder,
-            tokens,
-            scheduler,
-            data,
-            latents,
-            weights,
-            config.t2i_batch,
-            rng,
-            gen,
-        )
+        loss = text_to_image_loss(unet, text_encoder, batches)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
