@@ -2,7 +2,7 @@
 mean and a 95% t interval over the runs (each run alternates the two sides, so a run is one
 paired measurement; the runs are the replicates).
 
-    python docs/results/perf-repeats/summarise.py docs/results/perf-repeats/run*.json
+    python docs/results/perf-repeats/summarise.py docs/results/perf-repeats/<commit>/run*.json
 """
 
 from __future__ import annotations
