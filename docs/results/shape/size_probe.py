@@ -17,6 +17,10 @@ changes.
         --work /work/exp/size-5-8
     python docs/results/shape/size_probe.py measure --work /work/exp/size-5-8 \
         --out docs/results/shape/size-5-8
+
+A work folder that already holds a `vae/` (the same sizes and seed: copied from a shorter run)
+keeps it and trains the text-to-image part only. `--seed 1` trains a second, independent run
+of either (images, captions, initial weights and noise drawn anew).
 """
 
 from __future__ import annotations
@@ -43,15 +47,16 @@ def set_sizes(small: float, large: float) -> None:
     oracle._SIZE_THRESHOLD = (2 * small * 1.05 + 2 * 0.85 * large * 0.95) / 2
 
 
-def train(work: Path, small: float, large: float, t2i_steps: int) -> None:
+def train(work: Path, small: float, large: float, t2i_steps: int, seed: int) -> None:
     set_sizes(small, large)
-    config = TrainConfig(t2i_steps=t2i_steps)
+    config = TrainConfig(t2i_steps=t2i_steps, seed=seed)
     work.mkdir(parents=True, exist_ok=True)
     start = time.time()
     record = {
         "small": small,
         "large": large,
-        "vae": train_vae(work, config),
+        "seed": seed,
+        "vae": "kept" if (work / "vae").is_dir() else train_vae(work, config),
         "t2i": train_text_to_image(work, config),
         "threads": torch.get_num_threads(),
     }
@@ -69,6 +74,7 @@ def measure(work: Path, out: Path) -> None:
         "small": record["small"],
         "large": record["large"],
         "t2i_steps": record["t2i"]["steps"],
+        "seed": record.get("seed", 0),
         "held_out": probe(pipe, quality.held_out_prompts(128), jitter_seed=1),
         "trained": probe(pipe, trained_prompts(128), jitter_seed=2),
     }
@@ -90,6 +96,7 @@ def main() -> None:
     tr.add_argument("--small", type=float, required=True)
     tr.add_argument("--large", type=float, required=True)
     tr.add_argument("--t2i-steps", type=int, default=2000)
+    tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--threads", type=int, default=1)
     me = sub.add_parser("measure")
     me.add_argument("--work", type=Path, required=True)
@@ -98,7 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "train":
-        train(args.work, args.small, args.large, args.t2i_steps)
+        train(args.work, args.small, args.large, args.t2i_steps, args.seed)
     else:
         measure(args.work, args.out)
 
