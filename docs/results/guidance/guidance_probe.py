@@ -30,27 +30,10 @@ from ptibench.world import oracle, quality
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 
 
-def sample(pipe, prompts: list[str], guidance: float, steps: int, batch: int = 64) -> list:
-    """`quality.sample` at another guidance scale and step count (prompt i seeded i)."""
-    out = []
-    for start in range(0, len(prompts), batch):
-        chunk = prompts[start : start + batch]
-        generators = [torch.Generator().manual_seed(start + i) for i in range(len(chunk))]
-        out.extend(
-            pipe(
-                chunk,
-                num_inference_steps=steps,
-                guidance_scale=guidance,
-                generator=generators,
-                output_type="np",
-            ).images
-        )
-    return out
-
-
 def hits(pipe, combos, prompts, guidance: float, steps: int) -> dict[str, list[int]]:
     """Per prompt, 1 where the oracle reads the prompt's attribute back."""
-    readings = [oracle.read(img) for img in sample(pipe, prompts, guidance, steps)]
+    images = quality.sample(pipe, prompts, steps=steps, guidance=guidance)
+    readings = [oracle.read(img) for img in images]
     return {
         key: [
             int(getattr(r, key) == getattr(a, key)) for r, a in zip(readings, combos, strict=True)

@@ -54,12 +54,18 @@ def with_attention16(
     return new
 
 
-def step_seconds(unet, batch: int = 32, repeats: int = 5) -> float:
-    """Median seconds of one forward and backward pass at the world's training batch."""
-    gen = torch.Generator().manual_seed(0)
+def random_inputs(batch: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Latents, timesteps and text states shaped as the world's UNet takes them."""
+    gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 4, 16, 16, generator=gen)
     states = torch.randn(batch, 16, 128, generator=gen)
     t = torch.randint(0, 1000, (batch,), generator=gen)
+    return x, t, states
+
+
+def step_seconds(unet, batch: int = 32, repeats: int = 5) -> float:
+    """Median seconds of one forward and backward pass at the world's training batch."""
+    x, t, states = random_inputs(batch, seed=0)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -73,10 +79,7 @@ def prepare(work: Path, cross_only: bool) -> None:
     shipped = tiny_world_path() / "pipeline"
     unet = LayoutUNet2DConditionModel.from_pretrained(shipped / "unet", dtype=torch.float32)
     new = with_attention16(unet, cross_only)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(8, 4, 16, 16, generator=gen)
-    states = torch.randn(8, 16, 128, generator=gen)
-    t = torch.randint(0, 1000, (8,), generator=gen)
+    x, t, states = random_inputs(8, seed=1)
     with torch.no_grad():
         difference = float((unet(x, t, states).sample - new(x, t, states).sample).abs().max())
     seconds = {"shipped": [], "attention16": []}

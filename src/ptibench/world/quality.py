@@ -166,17 +166,26 @@ def measure_prompt_following(
     return score_images(sample(pipe, prompts, seed, batch), combos)
 
 
-def sample(pipe, prompts: list[str], seed: int = 0, batch: int = 64, output_type: str = "np"):
-    """One sample per prompt at the quality checks' settings, prompt i seeded `seed + i`: images,
-    or the final latents with `output_type="latent"`."""
+def sample(
+    pipe,
+    prompts: list[str],
+    seed: int = 0,
+    batch: int = 64,
+    output_type: str = "np",
+    steps: int = SAMPLE_STEPS,
+    guidance: float = GUIDANCE,
+):
+    """One sample per prompt, prompt i seeded `seed + i`, at the quality checks' settings unless
+    `steps` / `guidance` say otherwise (probes of the sampler): images, or the final latents with
+    `output_type="latent"`."""
     out = []
     for start in range(0, len(prompts), batch):
         chunk = prompts[start : start + batch]
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
         images = pipe(
             chunk,
-            num_inference_steps=SAMPLE_STEPS,
-            guidance_scale=GUIDANCE,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
             generator=generators,
             output_type=output_type,
         ).images
