@@ -287,6 +287,33 @@ def lpips_distance(metric, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return metric(a, b).flatten()
 
 
+def lpips_contrasts(metric, n: int = 32, seed: int = 1) -> dict[str, float]:
+    """Mean LPIPS from `n` held-out renderings to a re-render of the same attributes (jittered
+    by under a pixel and 5% in size), to one with another shape, and to one with another
+    background: a metric that sees the object puts the shape change far above the re-render
+    although the object covers a small part of the image."""
+    rng = np.random.default_rng(seed)
+    base = [sample_attributes(rng, held_out=True) for _ in range(n)]
+    shapes = [
+        a.with_(shape=SHAPES[(SHAPES.index(a.shape) + 1 + int(rng.integers(4))) % len(SHAPES)])
+        for a in base
+    ]
+    backgrounds = [
+        a.with_(background=[c for c in COLOURS if c not in (a.background, a.colour)][0])
+        for a in base
+    ]
+
+    def jittered(attrs_list: list[Attributes], jitter_seed: int) -> torch.Tensor:
+        jitter = np.random.default_rng(jitter_seed)
+        return to_model_range(np.stack([render(a, jitter) for a in attrs_list]))
+
+    first = jittered(base, 10)
+    return {
+        name: float(lpips_distance(metric, first, jittered(attrs_list, 11)).mean())
+        for name, attrs_list in (("rerender", base), ("shape", shapes), ("background", backgrounds))
+    }
+
+
 def perturbations(images: torch.Tensor, kind: str, strength: float) -> torch.Tensor:
     """Noise (std), blur (sigma in px) or shift (px) of a [-1, 1] batch; deterministic."""
     if kind == "noise":
