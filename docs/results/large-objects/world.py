@@ -17,6 +17,12 @@ phrasing sets) at the same sizes.
     python docs/results/large-objects/world.py metrics --world /work/exp/world58-metrics \
         --out docs/results/large-objects/metrics.json
 
+`quick --world DIR --out FILE` reads the prompt following the README's table reports, on
+128 held-out combinations in the training wording and 64 in each phrasing of both held-out
+sets, the confirmation set first (`quality.measure_prompt_following`,
+`quality.measure_phrasings`), writing each reading as it is made; `compare --quick FILE` sets
+them beside the shipped world's same readings (the guidance probe's default row and the
+shape-phase probe's `phase-shipped`: the same prompts and seeds) with Fisher's exact test.
 `metrics` reads the world's CLIP and LPIPS backbone as the quality tests do (zero-shot
 background and colour on held-out renderings; LPIPS from a rendering to a re-render, to another
 shape and to another background), beside the shipped world's at its own sizes.
@@ -36,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "shape"))
@@ -82,7 +89,80 @@ def metric_models(world: Path, out: Path) -> None:
     print(json.dumps(report, indent=2))
 
 
+def quick(world: Path, out: Path) -> None:
+    pipe = quality.load_pipeline(world)
+    report = {}
+    readings = (
+        ("held_out_128", lambda: quality.measure_prompt_following(pipe, 128)),
+        (
+            "confirmation_phrasings_64",
+            lambda: quality.measure_phrasings(pipe, quality.CONFIRMATION_PHRASINGS, 64),
+        ),
+        (
+            "first_phrasings_64",
+            lambda: quality.measure_phrasings(pipe, quality.HELD_OUT_PHRASINGS, 64),
+        ),
+    )
+    for name, read in readings:
+        report[name] = asdict(read())
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        print(name, report[name], flush=True)
+
+
+ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+RESULTS = Path(__file__).resolve().parent.parent
+
+
+def shipped_readings() -> dict[str, dict[str, tuple[int, int]]]:
+    """The shipped world's readings of `quick`, as (hits, n), from the probes that made them."""
+    guidance = json.loads((RESULTS / "guidance" / "guidance.json").read_text())
+    default = guidance["training_wording"]["guidance 4, 20 steps"]
+    phase = json.loads(
+        (RESULTS / "shape" / "phase-shipped" / "shape_phase_measure.json").read_text()
+    )
+    readings = {
+        "held_out_128": {
+            key: (round(default[key]["share"] * default[key]["n"]), default[key]["n"])
+            for key in ATTRIBUTES
+        }
+    }
+    for name in ("confirmation", "first"):
+        rows = phase[f"phrasings_{name}"]
+        readings[f"{name}_phrasings_64"] = {
+            key: (rows[key]["hits"], rows[key]["n"]) for key in ATTRIBUTES
+        }
+    return readings
+
+
+def compare(quick_file: Path) -> None:
+    from scipy.stats import fisher_exact
+
+    from ptibench.results.intervals import wilson
+
+    measured = json.loads(quick_file.read_text())
+    shipped = shipped_readings()
+    print("| prompts | attribute | shipped | larger objects | p |")
+    print("|---|---|---|---|---|")
+    for name, row in measured.items():
+        for key in ATTRIBUTES:
+            n = row["prompts"]
+            hits = round(row[key] * n)
+            base_hits, base_n = shipped[name][key]
+            low, high = wilson(hits, n)
+            p = fisher_exact([[hits, n - hits], [base_hits, base_n - base_hits]]).pvalue
+            print(
+                f"| {name} | {key} | {base_hits / base_n:.2f} | "
+                f"{hits / n:.2f} [{low:.2f}, {high:.2f}] | {p:.2g} |"
+            )
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "compare":
+        parser = argparse.ArgumentParser(description="quick readings beside the shipped world's")
+        parser.add_argument("command", choices=["compare"])
+        parser.add_argument("--quick", type=Path, required=True)
+        compare(parser.parse_args().quick)
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "metrics":
         parser = argparse.ArgumentParser(description="the world's CLIP and LPIPS backbone")
         parser.add_argument("command", choices=["metrics"])
@@ -95,12 +175,15 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "train":
         return train(sys.argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["measure"])
+    parser.add_argument("command", choices=["measure", "quick"])
     parser.add_argument("--world", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--prompts", type=int, default=64)
     args = parser.parse_args()
-    measure(args.world, args.out, args.prompts)
+    if args.command == "quick":
+        quick(Path(args.world), args.out)
+    else:
+        measure(args.world, args.out, args.prompts)
     return 0
 
 
