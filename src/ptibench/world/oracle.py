@@ -10,14 +10,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ptibench.world.render import COLOURS, NOVEL_SHAPES, POSITIONS, RESOLUTION, SHAPES, shape_mask
+from ptibench.world.render import (
+    COLOURS,
+    NOVEL_SHAPES,
+    POSITIONS,
+    RESOLUTION,
+    SHAPES,
+    SIZES,
+    shape_mask,
+)
 
 _PALETTE_NAMES = list(COLOURS)
 _PALETTE = np.array([COLOURS[c] for c in _PALETTE_NAMES], dtype=np.float64)
 _FOREGROUND_DISTANCE = 80.0
-_SIZE_THRESHOLD = 8.5
-"""Between the widest small object (a circle of radius 3.5 x 1.05: 7.35 px) and the narrowest
-large one (a square of side 2 x 0.85 x 6 x 0.95: 9.69 px), in 32-px image units."""
+_SIZE_THRESHOLD = (2 * SIZES["small"] * 1.05 + 2 * 0.85 * SIZES["large"] * 0.95) / 2
+"""Halfway between the widest small object (a circle at the renderer's +5% radius jitter: 10.5 px
+at radius 5) and the narrowest large one (a square of side 2 x 0.85 x radius at -5%: 12.9 px at
+radius 8), in 32-px image units."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ POSITIONS: dict[str, tuple[float, float]] = {
     "bottom": (0.0, 7.0),
     "center": (0.0, 0.0),
 }
-SIZES: dict[str, float] = {"small": 3.5, "large": 6.0}
+SIZES: dict[str, float] = {"small": 5.0, "large": 8.0}
 
 # Shape x colour pairs that never appear in training, so concepts built on them are novel.
 HELD_OUT_PAIRS = frozenset({("ring", "yellow")})
