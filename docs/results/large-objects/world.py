@@ -114,7 +114,8 @@ RESULTS = Path(__file__).resolve().parent.parent
 
 
 def shipped_readings() -> dict[str, dict[str, tuple[int, int]]]:
-    """The shipped world's readings of `quick`, as (hits, n), from the probes that made them."""
+    """The radius-3.5 / 6 world's readings of `quick`, as (hits, n), from the probes that made
+    them."""
     guidance = json.loads((RESULTS / "guidance" / "guidance.json").read_text())
     default = guidance["training_wording"]["guidance 4, 20 steps"]
     phase = json.loads(
@@ -141,7 +142,7 @@ def compare(quick_file: Path) -> None:
 
     measured = json.loads(quick_file.read_text())
     shipped = shipped_readings()
-    print("| prompts | attribute | shipped | larger objects | p |")
+    print("| prompts | attribute | radius 3.5 / 6 | radius 5 / 8 | p |")
     print("|---|---|---|---|---|")
     for name, row in measured.items():
         for key in ATTRIBUTES:

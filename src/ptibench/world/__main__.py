@@ -22,8 +22,8 @@ from ptibench.world.concepts import (
     write_concept,
     write_tiny_concept,
 )
-from ptibench.world.recipe import TrainConfig
-from ptibench.world.render import SHAPES
+from ptibench.world.recipe import TrainConfig, merge_manifest
+from ptibench.world.render import SHAPES, SIZES
 from ptibench.world.train_clip import train_clip
 from ptibench.world.train_language import train_language
 from ptibench.world.train_layout import train_layout
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for part in parts:
         print(part, PARTS[part](args.out, config), flush=True)
+    merge_manifest(args.out, "object_sizes", dict(SIZES))
     return 0
 
 

@@ -46,7 +46,7 @@ class CaptionTokens:
 def latent_loss_weights(alpha: torch.Tensor, foreground_weight: float) -> torch.Tensor:
     """Per-latent-pixel loss weights, (N, 1, h, w), that lift the object's share of the loss.
 
-    The object covers 4-11% of an image, so under a plain MSE the background dominates: a model
+    The object covers 4-20% of an image, so under a plain MSE the background dominates: a model
     trained that way learns backgrounds and leaves the object's colour and position to the noise.
     The mask is dilated by one latent pixel so the object's edges count too.
     """
