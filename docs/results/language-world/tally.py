@@ -18,9 +18,14 @@ from scipy.stats import fisher_exact
 from ptibench.results.document import load_results
 from ptibench.results.history import sample_readings
 
-COUNTED = ("appearance", "edit_success", "leakage")
+COUNTED = ("appearance", "edit_success", "edit_identity", "leakage")
 # the side on which a change is the cost (or the gain) the study looks for
-ALTERNATIVE = {"appearance": "greater", "edit_success": "less", "leakage": "greater"}
+ALTERNATIVE = {
+    "appearance": "greater",
+    "edit_success": "less",
+    "edit_identity": "less",
+    "leakage": "greater",
+}
 
 
 def tally(out_dirs: list[Path]) -> dict[tuple[str, str], dict[float, dict[str, list[int]]]]:
@@ -32,6 +37,8 @@ def tally(out_dirs: list[Path]) -> dict[tuple[str, str], dict[float, dict[str, l
             if case.get("status") not in ("ok", "diverged"):
                 continue
             readings = sample_readings(case)
+            edits = (case.get("records") or {}).get("edits") or []
+            readings["edit_identity"] = [hit for edit in edits for hit in edit.get("identity", [])]
             for metric in COUNTED:
                 values = readings.get(metric) or []
                 cell = table[spec["concept"], spec["stage"]][spec["lr"]][metric]
