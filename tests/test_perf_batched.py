@@ -59,8 +59,9 @@ def test_batched_grid_matches_sequential_runs(setup, method_name):
             scale = float(alone.vector.norm())
             torch.testing.assert_close(together.vector, alone.vector, rtol=1e-4, atol=1e-5 * scale)
             assert together.metrics.keys() == alone.metrics.keys()
+            # abs 1e-5: the vectors agree to 1e-5 of their norm, so a cosine near 0 can too
             for name, value in alone.metrics.items():
-                assert together.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-6)
+                assert together.metrics[name] == pytest.approx(value, rel=1e-4, abs=1e-5), name
 
 
 def test_a_batch_holds_one_seed():
