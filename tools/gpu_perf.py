@@ -23,22 +23,23 @@ import resource
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from ptibench.concept import load_concept
+from ptibench.grids import PRESETS
 from ptibench.harness.gpu_smoke import sd15_world, write_noise_concept
 from ptibench.models.loading import load_bundle
-from ptibench.models.registry import resolve_world
+from ptibench.models.registry import register_world, resolve_world
 from ptibench.spec import CaseSpec, EvalConfig
 from ptibench.training.batched import train_batched
 from ptibench.training.loop import StageContext, TrainingData
 from ptibench.training.methods import get_method
 from ptibench.training.stacked_lora import train_stacked
 
-INVERSION_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-FINETUNE_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+DEFAULT_GRID = PRESETS["default"]
 
 
 class Figures:
@@ -128,7 +129,7 @@ class WorldRun:
             device=str(self.device),
             dtype=str(self.bundle.dtype),
             resolution=self.bundle.resolution,
-            batch=CaseSpec(stage="inversion", lr=1e-3, world=world.name).batch_size,
+            batch=self.spec("inversion", 1e-3).batch_size,
         )
 
     def spec(self, stage: str, lr: float, seed: int = 0, steps: int | None = None) -> CaseSpec:
@@ -141,7 +142,7 @@ class WorldRun:
         pivot = self.pivot if spec.stage == "finetune" else None
         return StageContext(spec, self.concept, self.bundle, self.data, pivot=pivot)
 
-    def alone(self, stage: str, lr: float) -> float:
+    def alone(self, stage: str, lr: float) -> None:
         """Seconds per step of one case (after a three-step warm-up)."""
         self.method.train(stage, self.context(self.spec(stage, lr, steps=3)))
         with torch.random.fork_rng(devices=[]):
@@ -155,12 +156,11 @@ class WorldRun:
             peak_mib=peak, tflop_per_step=round(flop, 4),
             tflops_reached=round(flop / step, 2), share_of_dense=round(flop / step / self.dense, 4),
         )  # fmt: skip
-        return step
 
     def grid(self, stage: str, seeds: int, label: str = "grid") -> None:
         """The default grid of `stage` at `seeds` seeds: K sequential runs, then one group run
         (after a three-step warm-up at its batch shape: cuDNN tunes each new shape once)."""
-        lrs = INVERSION_LRS if stage == "inversion" else FINETUNE_LRS
+        lrs = DEFAULT_GRID[stage]
         specs = [self.spec(stage, lr, seed) for seed in range(seeds) for lr in lrs]
 
         def sequential():
@@ -198,7 +198,7 @@ class WorldRun:
     def memory_growth(self, stage: str, ks: tuple[int, ...]) -> None:
         """Peak memory and time per step of the group run at K = each of `ks` (lrs cycled),
         each after a two-step warm-up at its shape."""
-        lrs = INVERSION_LRS if stage == "inversion" else FINETUNE_LRS
+        lrs = DEFAULT_GRID[stage]
         steps = max(3, self.steps // 5)
         for k in ks:
             specs = [self.spec(stage, lrs[i % len(lrs)], i // len(lrs), steps) for i in range(k)]
@@ -330,8 +330,6 @@ def main(argv: list[str] | None = None) -> int:
         models = Path(args.models) if args.models else out / "models"
         world = sd15_world(models, resolution, "bfloat16", full=not args.toy)
         concept = write_noise_concept(models / "concept", resolution)
-        from ptibench.models.registry import register_world
-
         register_world(world.name, lambda: world)
         runs["sd15"] = WorldRun("sd15-512-bf16", world, concept, figures, args.sd15_steps, dense)
         runs["sd15"].alone("inversion", 5e-3)
@@ -350,8 +348,6 @@ def main(argv: list[str] | None = None) -> int:
 
     tiny = resolve_world("tiny-world")
     if device.type == "cuda":
-        from dataclasses import replace
-
         tiny = replace(tiny, device="cuda")
 
     def tiny_world():

@@ -30,6 +30,7 @@ from conftest import FIGURES, peak_rss_mb, perf_steps, record
 from reference_loop import ReferenceLoop
 from safetensors.torch import load_file
 
+from ptibench.grids import PRESETS
 from ptibench.spec import CaseSpec, EvalConfig
 from ptibench.training.batched import train_batched
 from ptibench.training.compiling import COMPILE_ENV
@@ -38,8 +39,8 @@ from ptibench.training.methods import get_method
 from ptibench.training.stacked_lora import train_stacked
 
 DEFAULT_STEPS = 1000
-INVERSION_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)  # the plugin's default preset
-FINETUNE_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # the plugin's default preset
+INVERSION_GRID = PRESETS["default"]["inversion"]
+FINETUNE_LRS = PRESETS["default"]["finetune"]
 FINETUNE_GRID = len(FINETUNE_LRS)
 ROUNDS = 2
 
