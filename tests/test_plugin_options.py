@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import os
+from dataclasses import replace
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from test_plugin_support import make_project, run
 
+from ptibench.case_options import DEVICE_ENV
+from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid, parse_lr_grid
 from ptibench.harness.fixture import without_options
 from ptibench.harness.workers import assign_worker_gpu
+from ptibench.models.registry import register_world, resolve_world
+from ptibench.run.tasks import SETTINGS_ENV
 from ptibench.spec import lr_key
 
 pytest_plugins = ["pytester"]
@@ -62,6 +69,7 @@ def test_presets_have_six_or_more_lrs_per_stage_except_quick_and_ci():
         (["--steps", "0"], "'0' must be > 0"),
         (["--stage", "inversion,bogus"], "unknown stage 'bogus'"),
         (["--seeds", "two"], "'two' is not a whole number"),
+        (["--device", "tpu"], "device 'tpu' is not one of cpu, cuda, cuda:N, auto"),
     ],
 )
 def test_bad_values_are_usage_errors(pytester, args, named):
@@ -91,6 +99,36 @@ def test_unknown_names_are_usage_errors(pytester, args, named):
     errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
     assert len(errors) == 1 and named in errors[0], result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_a_device_this_machine_lacks_is_a_usage_error_and_leaves_the_environment(pytester):
+    make_project(pytester)
+    result = run(pytester, "--lr-grid", "quick", "--device", "cuda")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR")]
+    assert len(errors) == 1, result.stderr.str()
+    assert "--device: device 'cuda' asked for but CUDA is not available here" in errors[0]
+    assert DEVICE_ENV not in os.environ
+
+
+def test_device_moves_every_world_and_keeps_its_dtype(monkeypatch):
+    register_world("on-gpu", lambda: replace(resolve_world("tiny-world"), device="cuda"))
+    monkeypatch.delenv(DEVICE_ENV, raising=False)
+    assert resolve_world("tiny-world").device == "cpu"
+    assert resolve_world("on-gpu").device == "cuda"
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    moved = resolve_world("on-gpu")
+    assert (moved.device, moved.dtype) == ("cpu", "float32")
+    assert resolve_world("tiny-world") == replace(moved, name="tiny-world")
+    if not torch.cuda.is_available():
+        monkeypatch.setenv(DEVICE_ENV, "cuda")
+        with pytest.raises(PtibenchError, match="CUDA is not available"):
+            resolve_world("tiny-world")
+
+
+def test_device_reaches_ray_tasks_with_the_other_settings():
+    assert DEVICE_ENV in SETTINGS_ENV
 
 
 def test_without_lr_grid_cases_are_deselected(pytester):

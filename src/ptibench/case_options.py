@@ -8,6 +8,9 @@ parsed values into CaseSpecs in one fixed order (every xdist worker must collect
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
@@ -31,6 +34,28 @@ from ptibench.spec import (
 )
 
 DEFAULT_STAGES = ("inversion", "finetune")
+
+DEVICE_ENV = "PTIBENCH_DEVICE"
+"""The device every world runs on when set (--device sets it): an environment variable, so
+xdist workers and Ray tasks run their worlds where the controller asked."""
+
+
+def parse_device(text: str) -> str:
+    """argparse type for --device: cpu, cuda, cuda:N or auto (CUDA when there is one)."""
+    value = text.strip().lower()
+    if value in ("cpu", "cuda", "auto") or re.fullmatch(r"cuda:\d+", value):
+        return value
+    raise argparse.ArgumentTypeError(f"device {text!r} is not one of cpu, cuda, cuda:N, auto")
+
+
+def apply_device(options: Any) -> str | None:
+    """Set DEVICE_ENV from the --device value (the previous value, to restore it, is returned;
+    nothing changes without --device)."""
+    previous = os.environ.get(DEVICE_ENV)
+    device = getattr(options, "device", None)
+    if device:
+        os.environ[DEVICE_ENV] = device
+    return previous
 
 
 def add_grid_options(add: Callable[..., Any], *, lr_grid: str | None, stage: str | None) -> None:
@@ -64,6 +89,14 @@ def add_case_options(add: Callable[..., Any], *, eval_every: int | None = None) 
         default=DEFAULT_WORLD,
         help=f"world or model: {DEFAULT_WORLD}, a Stable Diffusion (XL) diffusers folder or hub "
         "id in the local Hugging Face cache, or a world config file (.json/.toml)",
+    )
+    add(
+        "--device",
+        type=parse_device,
+        default=None,
+        help="run the world on this device: cpu, cuda, cuda:N or auto (default: the world's "
+        "own; the tiny world's is cpu). Baselines record their device: check a GPU run against "
+        "baselines recorded on that GPU (--ptibench-baselines DIR --update-baselines)",
     )
     add(
         "--concept",

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 import ptibench.studies.concept_order  # noqa: F401  (registers its report section)
+from ptibench.case_options import DEVICE_ENV, apply_device
 from ptibench.harness import hookspecs
 from ptibench.harness.fixture import CaseRunner
 from ptibench.harness.options import add_options
@@ -41,11 +42,21 @@ def pytest_configure(config):
         share_cpu_threads(os.environ)
     if config.option.compile:
         os.environ[COMPILE_ENV] = "1"
+    previous = apply_device(config.option)
+    config.add_cleanup(lambda: _restore(DEVICE_ENV, previous))
     session.check_executor()
     config.stash[SESSION] = session
     if not session.is_worker:
         config.pluginmanager.register(CaseCollector(session), "ptibench-case-collector")
         config.pluginmanager.register(CaseProgress(session), "ptibench-progress")
+
+
+def _restore(name: str, value: str | None) -> None:
+    """Put an environment variable back as it was before the session (in-process runs)."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -21,6 +21,7 @@ from ptibench.case_options import DEFAULT_STAGES, case_specs, concepts
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid
+from ptibench.models.checkpoints import default_device
 from ptibench.models.registry import resolve_world
 from ptibench.provenance import commit_info, versions
 from ptibench.results import baselines
@@ -157,7 +158,8 @@ class PluginSession:
             )
 
     def _check_world_and_concept(self) -> None:
-        checks = [("--world", resolve_world, self.config.option.world)]
+        checks = [("--device", default_device, self.config.option.device)]
+        checks += [("--world", resolve_world, self.config.option.world)]
         checks += [("--concept", load_concept, name) for name in concepts(self.config.option)]
         for option, check, value in checks:
             try:

@@ -134,7 +134,7 @@ class ModelBundle:
         embedding = self.text_encoder.get_input_embeddings()
 
         def splice(module, args, output):
-            return torch.where(mask[..., None], vector.to(output.dtype), output)
+            return torch.where(mask[..., None], vector.to(output.device, output.dtype), output)
 
         handle = embedding.register_forward_hook(splice)
         try:

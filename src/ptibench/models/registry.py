@@ -4,12 +4,15 @@ a tiny-world folder, a world config file, a diffusers folder or a hub id in the 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ptibench.assets import tiny_world_path
+from ptibench.case_options import DEVICE_ENV
 from ptibench.errors import PtibenchError
-from ptibench.models.checkpoints import resolve_model_world
+from ptibench.models.checkpoints import default_device, resolve_model_world
 from ptibench.models.config import WorldConfig, tiny_world_config
 
 _WORLDS: dict[str, Callable[[], WorldConfig]] = {}
@@ -29,7 +32,22 @@ register_world("tiny-world", _tiny_world)
 
 
 def resolve_world(world: str | WorldConfig) -> WorldConfig:
-    """A registered world name, or a folder with the tiny world's layout."""
+    """A registered world name, a folder with the tiny world's layout, a world config file or
+    a checkpoint; on the device DEVICE_ENV names (--device) when it names one."""
+    return on_chosen_device(_resolve(world))
+
+
+def on_chosen_device(config: WorldConfig) -> WorldConfig:
+    """`config` moved to the device DEVICE_ENV names; as it is when the variable is unset. The
+    dtype stays the world's (the tiny world runs in float32 on a GPU too)."""
+    wanted = os.environ.get(DEVICE_ENV, "").strip()
+    if not wanted:
+        return config
+    device = default_device(wanted)
+    return config if config.device == device else replace(config, device=device)
+
+
+def _resolve(world: str | WorldConfig) -> WorldConfig:
     if isinstance(world, WorldConfig):
         return world
     if world in _WORLDS:

@@ -14,7 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ptibench.case_options import add_case_options, add_grid_options, case_specs
+from ptibench.case_options import (
+    add_case_options,
+    add_grid_options,
+    apply_device,
+    case_specs,
+)
 from ptibench.errors import PtibenchError
 from ptibench.grids import name_text
 from ptibench.results.document import (
@@ -38,13 +43,17 @@ from ptibench.studies.concept_order.report import render, summary_lines
 def run_grid(args) -> int:
     """Run each case of the grid (cached cases come back at once), rewriting results.json after
     each, then print the findings and render the section."""
+    apply_device(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(args.cache) if args.cache else None
     options = {
         "lr_grid": str(args.lr_grid),
         "stages": list(args.stage),
-        **{name: getattr(args, name) for name in ("steps", "eval_every", "world", "concept")},
+        **{
+            name: getattr(args, name)
+            for name in ("steps", "eval_every", "world", "concept", "device")
+        },
     }
     context = run_context(Path.cwd(), sys.argv[1:], options)
     cases: list[dict[str, Any]] = []
