@@ -12,11 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_plugin_support import make_project, run
 
+from ptibench.assets import tiny_world_path
 from ptibench.case_options import DEVICE_ENV
 from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid, parse_lr_grid
 from ptibench.harness.fixture import without_options
-from ptibench.harness.workers import assign_worker_gpu
+from ptibench.harness.workers import assign_worker_gpu, place_worker, world_on_cpu
 from ptibench.models.registry import register_world, resolve_world
 from ptibench.run.tasks import SETTINGS_ENV
 from ptibench.spec import lr_key
@@ -188,6 +189,25 @@ def test_worker_gpu_assignment():
     cpu = {"PYTEST_XDIST_WORKER": "gw1", "CUDA_VISIBLE_DEVICES": ""}
     assert assign_worker_gpu(cpu) is None and cpu["CUDA_VISIBLE_DEVICES"] == ""
     assert assign_worker_gpu({"CUDA_VISIBLE_DEVICES": "0,1"}) is None
+
+
+def test_a_cpu_world_shares_the_cores_on_a_gpu_machine():
+    """On a GPU machine a worker whose world runs on the CPU takes its share of the cores, not a
+    GPU it would not use beside all the cores."""
+    threads = torch.get_num_threads()
+    try:
+        env = {"PYTEST_XDIST_WORKER": "gw1", "PYTEST_XDIST_WORKER_COUNT": "2"}
+        env["CUDA_VISIBLE_DEVICES"] = "0,1"
+        assert place_worker(env, on_cpu=True) is None
+        assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
+        assert torch.get_num_threads() == max(1, (os.cpu_count() or 1) // 2)
+        env["CUDA_VISIBLE_DEVICES"] = "0,1"
+        assert place_worker(env, on_cpu=False) == "1" and env["CUDA_VISIBLE_DEVICES"] == "1"
+    finally:
+        torch.set_num_threads(threads)
+    assert world_on_cpu("tiny-world", None) and world_on_cpu("sd15.toml", "cpu")
+    assert not world_on_cpu("tiny-world", "cuda") and not world_on_cpu("sd15.toml", None)
+    assert world_on_cpu(str(tiny_world_path()), None)
 
 
 def test_update_hint_narrows_to_one_case():

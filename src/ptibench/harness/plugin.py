@@ -21,7 +21,7 @@ from ptibench.harness.fixture import CaseRunner
 from ptibench.harness.options import add_options
 from ptibench.harness.progress import CaseProgress
 from ptibench.harness.session import SESSION, SPEC_FIXTURE, PluginSession
-from ptibench.harness.workers import assign_worker_gpu, share_cpu_threads
+from ptibench.harness.workers import place_worker, world_on_cpu
 from ptibench.run.pretrain import pretrain
 from ptibench.run.runner import run_case
 from ptibench.training.compiling import COMPILE_ENV
@@ -38,8 +38,8 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line("markers", "ptibench: a ptibench benchmark case (one stage and lr)")
     session = PluginSession.from_config(config)
-    if session.is_worker and assign_worker_gpu(os.environ) is None:
-        share_cpu_threads(os.environ)
+    if session.is_worker:
+        place_worker(os.environ, world_on_cpu(config.option.world, config.option.device))
     if config.option.compile:
         os.environ[COMPILE_ENV] = "1"
     previous = apply_device(config.option)

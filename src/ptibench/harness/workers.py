@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ptibench.spec import DEFAULT_WORLD
+
 
 def visible_gpus(environ: dict[str, str]) -> list[str]:
     """The CUDA devices a process may see, found without initialising CUDA."""
@@ -41,3 +43,23 @@ def assign_worker_gpu(environ: dict[str, str]) -> str | None:
     chosen = gpus[int(worker[2:]) % len(gpus)]
     environ["CUDA_VISIBLE_DEVICES"] = chosen
     return chosen
+
+
+def world_on_cpu(world: str, device: str | None) -> bool:
+    """Whether the session's world runs on the CPU, as far as that can be told without
+    initialising CUDA (which reads CUDA_VISIBLE_DEVICES once, so a worker's GPU is chosen before):
+    --device when given, else whether it is the tiny world (its own device is the CPU); other
+    worlds take a GPU where there is one."""
+    if device:
+        return device == "cpu"
+    tiny_folder = (Path(world).expanduser() / "pipeline" / "model_index.json").is_file()
+    return world == DEFAULT_WORLD or tiny_folder
+
+
+def place_worker(environ: dict[str, str], on_cpu: bool) -> str | None:
+    """An xdist worker whose world runs on CUDA gets one GPU; one whose world runs on the CPU, or
+    on a machine without a GPU, gets its share of the cores. The GPU chosen, if any."""
+    gpu = None if on_cpu else assign_worker_gpu(environ)
+    if gpu is None:
+        share_cpu_threads(environ)
+    return gpu
