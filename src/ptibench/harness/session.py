@@ -158,7 +158,8 @@ class PluginSession:
             )
 
     def _check_world_and_concept(self) -> None:
-        checks = [("--device", default_device, self.config.option.device)]
+        device = self.config.option.device
+        checks = [("--device", default_device, device)] if device else []
         checks += [("--world", resolve_world, self.config.option.world)]
         checks += [("--concept", load_concept, name) for name in concepts(self.config.option)]
         for option, check, value in checks:
