@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ptibench.models.config import is_tiny_world_folder
 from ptibench.spec import DEFAULT_WORLD
 
 
@@ -52,8 +53,7 @@ def world_on_cpu(world: str, device: str | None) -> bool:
     worlds take a GPU where there is one."""
     if device:
         return device == "cpu"
-    tiny_folder = (Path(world).expanduser() / "pipeline" / "model_index.json").is_file()
-    return world == DEFAULT_WORLD or tiny_folder
+    return world == DEFAULT_WORLD or is_tiny_world_folder(world)
 
 
 def place_worker(environ: dict[str, str], on_cpu: bool) -> str | None:

@@ -64,6 +64,11 @@ class WorldConfig:
         return paths
 
 
+def is_tiny_world_folder(folder: str | Path) -> bool:
+    """Whether `folder` has the tiny world's layout (its pipeline under pipeline/)."""
+    return (Path(folder).expanduser() / "pipeline" / "model_index.json").is_file()
+
+
 def tiny_world_config(folder: Path, name: str = "tiny-world") -> WorldConfig:
     """The tiny world's layout: pipeline/, clip/<name>.json + open_clip_model.pt, lpips/.
 

@@ -13,7 +13,7 @@ from ptibench.assets import tiny_world_path
 from ptibench.case_options import DEVICE_ENV
 from ptibench.errors import PtibenchError
 from ptibench.models.checkpoints import default_device, resolve_model_world
-from ptibench.models.config import WorldConfig, tiny_world_config
+from ptibench.models.config import WorldConfig, is_tiny_world_folder, tiny_world_config
 
 _WORLDS: dict[str, Callable[[], WorldConfig]] = {}
 
@@ -53,7 +53,7 @@ def _resolve(world: str | WorldConfig) -> WorldConfig:
     if world in _WORLDS:
         return _WORLDS[world]()
     path = Path(world).expanduser()
-    if (path / "pipeline" / "model_index.json").is_file():
+    if is_tiny_world_folder(path):
         return tiny_world_config(path, name=str(path))
 
     model = resolve_model_world(str(world))
