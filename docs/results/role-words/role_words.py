@@ -1,0 +1,200 @@
+"""Probe: does the world follow colour and background under held-out phrasings once its captions
+make one cue unambiguous, "the colour word nearest the shape word is the object's"?
+
+In every phrasing of the four earlier held-out sets the object's colour is nearer the shape word
+than the background's, on either side. The noise-word variant
+(docs/results/2026-12-02-noise-words.md) taught that cue only in part: its captions put a
+colour right after the shape behind an unknown word both as the object's colour and as the
+background's (a background segment joined by a space after an object without its colour), so
+"ring against black" stayed ambiguous. `RoleLanguage` keeps the noise-word captions and draws
+every caption, the language's own included, until the object's colour is strictly nearer the
+shape word than the background's (counted in words); a segment caption always names the
+object's colour, before the shape or after it behind a comma or a noise word.
+
+The cue was read off the earlier sets, so the probe is judged on a fifth set, `FIFTH_PHRASINGS`,
+written before any role-word world was trained, and on all the earlier sets.
+
+Both worlds here continue the shipped world's `language` phase for `--steps` steps (the phase's
+lrs, batch and map loss; its last-state map fitted again on the phase's captions): one with
+`RoleLanguage`, one with the shipped `CaptionLanguage` (the control: the same extra training
+without the cue).
+
+    python docs/results/role-words/role_words.py train --world COPY --language role|plain --steps N
+    python docs/results/role-words/role_words.py measure --world DIR|shipped --out OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "noise-words"))
+sys.path.insert(0, str(HERE.parent / "rewording"))
+
+import noise_words  # noqa: E402
+from grammar_finetune import THIRD_PHRASINGS, check_no_held_out, measure  # noqa: E402
+
+from ptibench.assets import tiny_world_path  # noqa: E402
+from ptibench.world import quality  # noqa: E402
+from ptibench.world.language import CaptionLanguage  # noqa: E402
+from ptibench.world.recipe import TrainConfig  # noqa: E402
+from ptibench.world.train_language import train_language  # noqa: E402
+
+FIFTH_PHRASINGS = (
+    "{size} {colour} {shape} on {background}, {position} of frame",
+    "picture of a {size} {shape} colored {colour} at {position}, {background} bg",
+    "{background} color fill; one {colour} {shape}; size {size}; position {position}",
+    "a {shape} ({colour}, {size}) placed {position} against a {background} wall",
+    "on {background}, {position}, a {size} {shape} of {colour} hue",
+    "minimal {background} composition with a {size} {colour} {shape} on its {position}",
+)
+"""Held-out phrasings written before any role-word world was trained or read."""
+
+FIFTH_CONSTRUCTIONS = (
+    r"\b(frame|colored|bg|color|fill|size|position|wall|hue|minimal|composition|its \w+$)\b",
+)
+"""Words and constructions of FIFTH_PHRASINGS no training caption may use."""
+
+noise_words.BANNED = (*noise_words.BANNED, *(re.compile(c) for c in FIFTH_CONSTRUCTIONS))
+
+SETS = {
+    "first": quality.HELD_OUT_PHRASINGS,
+    "confirmation": quality.CONFIRMATION_PHRASINGS,
+    "third": THIRD_PHRASINGS,
+    "fourth": noise_words.FOURTH_PHRASINGS,
+    "fifth": FIFTH_PHRASINGS,
+}
+
+
+def word_distance(words: list[str], target: str, anchor: str) -> int | None:
+    """Fewest words between `anchor` and `target` in `words` (None if either is missing)."""
+    a = [i for i, w in enumerate(words) if w == anchor]
+    t = [i for i, w in enumerate(words) if w == target]
+    if not a or not t:
+        return None
+    return min(abs(i - j) for i in a for j in t)
+
+
+def object_colour_is_nearest(text: str, attrs) -> bool:
+    """The cue: where both colours are named, the object's is strictly nearer its shape word."""
+    if attrs.colour == attrs.background:
+        return True
+    words = re.findall(r"[a-z]+", text)
+    obj = word_distance(words, attrs.colour, attrs.shape)
+    bg = word_distance(words, attrs.background, attrs.shape)
+    return obj is None or bg is None or obj < bg
+
+
+class RoleLanguage(noise_words.NoisyLanguage):
+    """Noise-word captions, drawn until the object's colour is the one nearest its shape."""
+
+    def __call__(self, attrs, rng: np.random.Generator) -> str:
+        while True:
+            text = super().__call__(attrs, rng)
+            if object_colour_is_nearest(text, attrs):
+                return text
+
+    def object_segment(self, attrs, size: bool, colour: bool, rng: np.random.Generator) -> str:
+        return super().object_segment(attrs, size, True, rng)
+
+
+class PlainLanguage(CaptionLanguage):
+    """The shipped caption language (the control)."""
+
+
+LANGUAGES = {"role": RoleLanguage, "plain": PlainLanguage}
+
+
+def cue_share(language, attributes, draws: int = 20_000) -> float:
+    """How often `language`'s captions that name both colours follow the cue."""
+    rng = np.random.default_rng(0)
+    hits = total = 0
+    for _ in range(draws):
+        attrs = attributes[rng.integers(len(attributes))]
+        text = language(attrs, rng)
+        words = re.findall(r"[a-z]+", text)
+        if attrs.colour != attrs.background and attrs.colour in words and attrs.background in words:
+            total += 1
+            hits += object_colour_is_nearest(text, attrs)
+    return hits / max(total, 1)
+
+
+def train(world: Path, kind: str, steps: int, seed: int) -> None:
+    from transformers import CLIPTokenizer
+
+    from ptibench.world.dataset import render_set
+
+    config = dataclasses.replace(TrainConfig(seed=seed), language_steps=steps)
+    language_class = LANGUAGES[kind]
+    language = language_class(CLIPTokenizer.from_pretrained(world / "pipeline" / "tokenizer"))
+    attributes = render_set(2000, 0).attributes
+    distinct = check_no_held_out(
+        language,
+        attributes,
+        third=True,
+        extra=(*noise_words.FOURTH_CONSTRUCTIONS, *FIFTH_CONSTRUCTIONS),
+    )
+    rng = np.random.default_rng(1)
+    examples = [language(attributes[i], rng) for i in range(12)]
+    start = time.time()
+    record = train_language(world, config, language_class=language_class)
+    report = {
+        "language": kind,
+        "steps": steps,
+        "seed": seed,
+        "record": record,
+        "seconds": round(time.time() - start, 1),
+        "distinct_captions_in_100k_draws": distinct,
+        "cue_share_of_two_colour_captions": cue_share(language, attributes),
+        "examples": examples,
+    }
+    (world / "role_words.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+def measure_all(world: str, out: Path, prompts: int, names: list[str]) -> None:
+    folder = tiny_world_path() if world == "shipped" else Path(world)
+    pipe = quality.load_pipeline(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        start = time.time()
+        result = measure(pipe, prompts, SETS[name])
+        result["seconds"] = round(time.time() - start, 1)
+        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(name, json.dumps(result["held_out_mean"]), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train")
+    tr.add_argument("--world", type=Path, required=True)
+    tr.add_argument("--language", choices=sorted(LANGUAGES), required=True)
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--threads", type=int, default=1)
+    me = sub.add_parser("measure")
+    me.add_argument("--world", required=True, help='"shipped" or a world folder')
+    me.add_argument("--out", type=Path, required=True)
+    me.add_argument("--prompts", type=int, default=64)
+    me.add_argument("--threads", type=int, default=1)
+    me.add_argument("--sets", default=",".join(SETS))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.command == "train":
+        train(args.world, args.language, args.steps, args.seed)
+    else:
+        measure_all(args.world, args.out, args.prompts, args.sets.split(","))
+
+
+if __name__ == "__main__":
+    main()
