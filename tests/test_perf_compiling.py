@@ -117,6 +117,25 @@ def test_results_record_whether_training_was_compiled(monkeypatch):
     assert compiling.enabled(World()) is False
 
 
+def test_results_record_deterministic_kernels_on_cuda_only(monkeypatch):
+    from ptibench.case_options import DETERMINISTIC_ENV
+    from ptibench.run.runner import environment
+
+    class World:
+        name, dtype, compile = "w", "float32", False
+
+    class Method:
+        name, version = "pti", "1"
+
+    monkeypatch.setattr("ptibench.run.runner.method_version", lambda method: "k")
+    spec = CaseSpec(stage="inversion", lr=1e-2)
+    monkeypatch.setenv(DETERMINISTIC_ENV, "1")
+    assert environment(spec, World(), "v", Method(), "cuda:0")["deterministic"] is True
+    assert environment(spec, World(), "v", Method(), "cpu")["deterministic"] is False
+    monkeypatch.setenv(DETERMINISTIC_ENV, "0")
+    assert environment(spec, World(), "v", Method(), "cuda:0")["deterministic"] is False
+
+
 def test_compiled_runs_have_cache_entries_of_their_own(tmp_path, monkeypatch):
     """Cases and stage-2 pivots: a compiled run neither reads nor fills the eager entries."""
     from ptibench.run.cache import ResultCache

@@ -341,6 +341,13 @@ def test_what_changed_names_compiled_training_against_an_eager_baseline():
     assert what_changed(older, {"device": "cpu", "compiled": False}) == ""
 
 
+def test_what_changed_names_deterministic_kernels_against_a_baseline_recorded_without():
+    older = {"device": "cuda:0"}  # recorded before baselines said whether kernels were fixed
+    now = {"device": "cuda:0", "deterministic": True}
+    assert what_changed(older, now) == "deterministic False -> True"
+    assert what_changed(now, now) == ""
+
+
 def test_the_committed_baselines_are_read_as_they_are():
     """Every entry of the shipped baseline files (whatever their format) is found by its own
     spec."""

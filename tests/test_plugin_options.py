@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from test_plugin_support import make_project, run
 
 from ptibench.assets import tiny_world_path
-from ptibench.case_options import DEVICE_ENV
+from ptibench.case_options import DETERMINISTIC_ENV, DEVICE_ENV, apply_device, deterministic
 from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid, parse_lr_grid
 from ptibench.harness.fixture import without_options
 from ptibench.harness.workers import assign_worker_gpu, place_worker, world_on_cpu
+from ptibench.models.loading import enable_cuda_speedups
 from ptibench.models.registry import register_world, resolve_world
 from ptibench.run.tasks import SETTINGS_ENV
 from ptibench.spec import lr_key
@@ -130,6 +131,60 @@ def test_device_moves_every_world_and_keeps_its_dtype(monkeypatch):
 
 def test_device_reaches_ray_tasks_with_the_other_settings():
     assert DEVICE_ENV in SETTINGS_ENV
+    assert DETERMINISTIC_ENV in SETTINGS_ENV
+
+
+def test_deterministic_sets_its_variable_and_returns_what_to_restore(monkeypatch):
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    monkeypatch.setenv(DETERMINISTIC_ENV, "0")
+    assert not deterministic()
+    unchanged = apply_device(argparse.Namespace(device=None, deterministic=False))
+    assert unchanged == {DEVICE_ENV: "cpu", DETERMINISTIC_ENV: "0"} and not deterministic()
+    apply_device(argparse.Namespace(device="cuda", deterministic=True))
+    assert os.environ[DEVICE_ENV] == "cuda" and deterministic()
+
+
+class _AttentionStub(torch.nn.Module):
+    def set_attn_processor(self, processor):
+        self.processor = processor
+
+
+@pytest.fixture
+def cuda_backend_flags(monkeypatch):
+    """The global CUDA flags enable_cuda_speedups sets, put back after the test."""
+    flags = [
+        (torch.backends.cudnn, "benchmark"),
+        (torch.backends.cudnn, "deterministic"),
+        (torch.backends.cudnn, "allow_tf32"),
+        (torch.backends.cuda.matmul, "allow_tf32"),
+    ]
+    was = [getattr(owner, name) for owner, name in flags]
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    for owner, name in flags:
+        setattr(owner, name, False)
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    yield
+    for (owner, name), value in zip(flags, was, strict=True):
+        setattr(owner, name, value)
+    torch.use_deterministic_algorithms(was_deterministic)
+
+
+@pytest.mark.parametrize("asked", [False, True])
+def test_deterministic_cuda_runs_trade_the_algorithm_search_for_fixed_kernels(
+    monkeypatch, cuda_backend_flags, asked
+):
+    """The CUDA settings (applied to flags only: no GPU needed): cuDNN's per-process algorithm
+    search by default, deterministic kernels and cuBLAS workspace with --deterministic."""
+    monkeypatch.setenv(DETERMINISTIC_ENV, "1" if asked else "0")
+    pipe = argparse.Namespace(unet=_AttentionStub(), vae=_AttentionStub())
+    world = argparse.Namespace(torch_device=lambda: torch.device("cuda"), compile=False)
+    enable_cuda_speedups(pipe, world)
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert torch.backends.cudnn.benchmark is not asked
+    assert torch.backends.cudnn.deterministic is asked
+    assert torch.are_deterministic_algorithms_enabled() is asked
+    assert (os.environ.get("CUBLAS_WORKSPACE_CONFIG") == ":4096:8") is asked
+    assert pipe.unet.processor is not None
 
 
 def test_without_lr_grid_cases_are_deselected(pytester):

@@ -48,13 +48,27 @@ def parse_device(text: str) -> str:
     raise argparse.ArgumentTypeError(f"device {text!r} is not one of cpu, cuda, cuda:N, auto")
 
 
-def apply_device(options: Any) -> str | None:
-    """Set DEVICE_ENV from the --device value (the previous value, to restore it, is returned;
-    nothing changes without --device)."""
-    previous = os.environ.get(DEVICE_ENV)
+DETERMINISTIC_ENV = "PTIBENCH_DETERMINISTIC"
+"""Set (--deterministic sets it): CUDA runs use deterministic kernels, so a GPU run reproduces
+its own GPU baselines in another process. Without it cuDNN chooses its convolution algorithms by
+timing them in each process and some backward kernels add with atomics, so two runs of a case
+differ in rounding, and near divergence in their metrics (models.loading.enable_cuda_speedups)."""
+
+
+def deterministic() -> bool:
+    """Whether CUDA runs use deterministic kernels (DETERMINISTIC_ENV)."""
+    return os.environ.get(DETERMINISTIC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def apply_device(options: Any) -> dict[str, str | None]:
+    """Set DEVICE_ENV from --device and DETERMINISTIC_ENV from --deterministic; nothing changes
+    without them. Returns each variable's previous value (None: unset), to restore them."""
+    previous = {name: os.environ.get(name) for name in (DEVICE_ENV, DETERMINISTIC_ENV)}
     device = getattr(options, "device", None)
     if device:
         os.environ[DEVICE_ENV] = device
+    if getattr(options, "deterministic", False):
+        os.environ[DETERMINISTIC_ENV] = "1"
     return previous
 
 
@@ -97,6 +111,13 @@ def add_case_options(add: Callable[..., Any], *, eval_every: int | None = None) 
         help="run the world on this device: cpu, cuda, cuda:N or auto (default: the world's "
         "own; the tiny world's is cpu). Baselines record their device: check a GPU run against "
         "baselines recorded on that GPU (--ptibench-baselines DIR --update-baselines)",
+    )
+    add(
+        "--deterministic",
+        action="store_true",
+        default=False,
+        help="CUDA runs use deterministic kernels (no cuDNN algorithm search), so a GPU run "
+        "reproduces baselines recorded on that GPU with --deterministic; no effect on the CPU",
     )
     add(
         "--concept",

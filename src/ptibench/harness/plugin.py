@@ -9,13 +9,14 @@ rewrites results.json as cases finish (a killed session keeps them), and renders
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 import pytest
 
 import ptibench.studies.concept_order  # noqa: F401  (registers its report section)
-from ptibench.case_options import DEVICE_ENV, apply_device
+from ptibench.case_options import apply_device
 from ptibench.harness import hookspecs
 from ptibench.harness.fixture import CaseRunner
 from ptibench.harness.options import add_options
@@ -42,8 +43,8 @@ def pytest_configure(config):
         place_worker(os.environ, world_on_cpu(config.option.world, config.option.device))
     if config.option.compile:
         os.environ[COMPILE_ENV] = "1"
-    previous = apply_device(config.option)
-    config.add_cleanup(lambda: _restore(DEVICE_ENV, previous))
+    for name, value in apply_device(config.option).items():
+        config.add_cleanup(functools.partial(_restore, name, value))
     session.check_executor()
     config.stash[SESSION] = session
     if not session.is_worker:

@@ -431,6 +431,7 @@ def recorded_context(config, result) -> dict[str, Any]:
         "dtype": env.get("dtype"),
         "threads": env.get("threads"),
         "compiled": bool(env.get("compiled", False)),
+        "deterministic": bool(env.get("deterministic", False)),
         "world_version": env.get("world_version"),
         "method_version": env.get("method_key"),
         "versions": {**versions(), **env.get("versions", {})},

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch  # noqa: E402
 
+from ptibench.case_options import deterministic
 from ptibench.errors import PtibenchError
 from ptibench.models.bundle import ModelBundle
 from ptibench.models.config import WorldConfig
@@ -106,14 +107,21 @@ def quiet_loading():
 
 
 def enable_cuda_speedups(pipe, config: WorldConfig) -> None:
-    """TF32 matmuls/convolutions, SDPA attention, and (opt-in) torch.compile of the UNet."""
+    """TF32 matmuls/convolutions, SDPA attention, and (opt-in) torch.compile of the UNet;
+    cuDNN's per-process algorithm search unless runs must be deterministic."""
     if config.torch_device().type != "cuda":
         return
     from diffusers.models.attention_processor import AttnProcessor2_0
 
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    torch.backends.cudnn.benchmark = True
+    if deterministic():
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
     pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.vae.set_attn_processor(AttnProcessor2_0())
     if getattr(config, "compile", False):

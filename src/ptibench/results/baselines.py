@@ -628,14 +628,23 @@ def format_rows(rows: list[Row]) -> str:
     return render_text(header, body, separator=" | ", align="left")
 
 
-EXPLAINING_FIELDS = ("world_version", "method_version", "device", "dtype", "threads", "compiled")
-RECORDED_DEFAULTS = {"compiled": False}
+EXPLAINING_FIELDS = (
+    "world_version",
+    "method_version",
+    "device",
+    "dtype",
+    "threads",
+    "compiled",
+    "deterministic",
+)
+RECORDED_DEFAULTS = {"compiled": False, "deterministic": False}
 """Fields that baselines recorded before the field existed had this value."""
 
 
 def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What differs between the baseline's recording context and this run's (versions, device,
-    world and method versions, compiled training), as one line; '' when nothing differs."""
+    world and method versions, compiled training, deterministic CUDA kernels), as one line; ''
+    when nothing differs."""
     recorded, now = {**RECORDED_DEFAULTS, **recorded}, {**RECORDED_DEFAULTS, **now}
     changes = [
         f"{name} {recorded[name]} -> {now.get(name)}"

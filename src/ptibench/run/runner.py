@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from ptibench.case_options import deterministic
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.evaluation.evaluate import evaluate
@@ -55,6 +56,7 @@ def environment(spec: CaseSpec, world, version: str, method, device) -> dict[str
         "dtype": world.dtype,
         "threads": torch.get_num_threads(),
         "compiled": compiling.enabled(world),
+        "deterministic": torch.device(device).type == "cuda" and deterministic(),
         "seed": spec.seed,
         "git_commit": package_commit(),
         "world": world.name,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ptibench.case_options import DEVICE_ENV
+from ptibench.case_options import DETERMINISTIC_ENV, DEVICE_ENV
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_bytes
 from ptibench.models.registry import register_world, resolve_world
@@ -32,7 +32,14 @@ from ptibench.training.batched import BATCH_GRID_ENV
 from ptibench.training.compiling import COMPILE_ENV
 from ptibench.training.methods import get_method, register_method
 
-SETTINGS_ENV = (COMPILE_ENV, BATCH_GRID_ENV, GROUP_SAMPLING_ENV, DEVICE_ENV, "PTIBENCH_FIXTURES")
+SETTINGS_ENV = (
+    COMPILE_ENV,
+    BATCH_GRID_ENV,
+    GROUP_SAMPLING_ENV,
+    DEVICE_ENV,
+    DETERMINISTIC_ENV,
+    "PTIBENCH_FIXTURES",
+)
 """Environment variables that change what a case computes, how it is grouped or where its
 fixtures are: a task sets them as the controller has them, so its cache keys and numbers match
 the controller's."""
