@@ -99,41 +99,38 @@ def test_the_pytest_flag_sets_the_switch(pytester, monkeypatch):
     assert run(pytester, "test_switch.py").ret == 1
 
 
-def test_results_record_whether_training_was_compiled(monkeypatch):
+class _World:
+    name, dtype, compile = "w", "float32", False
+
+
+class _Method:
+    name, version = "pti", "1"
+
+
+def _recorded(monkeypatch, device: str) -> dict:
+    """What a case's results record as its environment, for a stand-in world and method."""
     from ptibench.run.runner import environment
 
-    class World:
-        name, dtype, compile = "w", "float32", False
-
-    class Method:
-        name, version = "pti", "1"
-
     monkeypatch.setattr("ptibench.run.runner.method_version", lambda method: "k")
-    spec = CaseSpec(stage="inversion", lr=1e-2)
+    return environment(CaseSpec(stage="inversion", lr=1e-2), _World(), "v", _Method(), device)
+
+
+def test_results_record_whether_training_was_compiled(monkeypatch):
     monkeypatch.setenv(COMPILE_ENV, "1")
-    assert environment(spec, World(), "v", Method(), "cpu")["compiled"] is True
+    assert _recorded(monkeypatch, "cpu")["compiled"] is True
     monkeypatch.setenv(COMPILE_ENV, "0")
-    assert environment(spec, World(), "v", Method(), "cpu")["compiled"] is False
-    assert compiling.enabled(World()) is False
+    assert _recorded(monkeypatch, "cpu")["compiled"] is False
+    assert compiling.enabled(_World()) is False
 
 
 def test_results_record_deterministic_kernels_on_cuda_only(monkeypatch):
     from ptibench.case_options import DETERMINISTIC_ENV
-    from ptibench.run.runner import environment
 
-    class World:
-        name, dtype, compile = "w", "float32", False
-
-    class Method:
-        name, version = "pti", "1"
-
-    monkeypatch.setattr("ptibench.run.runner.method_version", lambda method: "k")
-    spec = CaseSpec(stage="inversion", lr=1e-2)
     monkeypatch.setenv(DETERMINISTIC_ENV, "1")
-    assert environment(spec, World(), "v", Method(), "cuda:0")["deterministic"] is True
-    assert environment(spec, World(), "v", Method(), "cpu")["deterministic"] is False
+    assert _recorded(monkeypatch, "cuda:0")["deterministic"] is True
+    assert _recorded(monkeypatch, "cpu")["deterministic"] is False
     monkeypatch.setenv(DETERMINISTIC_ENV, "0")
-    assert environment(spec, World(), "v", Method(), "cuda:0")["deterministic"] is False
+    assert _recorded(monkeypatch, "cuda:0")["deterministic"] is False
 
 
 def test_compiled_runs_have_cache_entries_of_their_own(tmp_path, monkeypatch):

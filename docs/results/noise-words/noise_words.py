@@ -192,16 +192,22 @@ def train(world: Path, seed: int) -> None:
     print(json.dumps(report, indent=2))
 
 
-def measure_all(world: str, out: Path, prompts: int, names: list[str]) -> None:
+SETS = {
+    "first": quality.HELD_OUT_PHRASINGS,
+    "confirmation": quality.CONFIRMATION_PHRASINGS,
+    "third": THIRD_PHRASINGS,
+    "fourth": FOURTH_PHRASINGS,
+}
+
+
+def measure_all(
+    world: str, out: Path, prompts: int, names: list[str], sets: dict | None = None
+) -> None:
+    """Each named set of `sets` (default SETS) measured on `world`, one JSON file per set."""
+    sets = sets or SETS
     folder = tiny_world_path() if world == "shipped" else Path(world)
     pipe = quality.load_pipeline(folder)
     out.mkdir(parents=True, exist_ok=True)
-    sets = {
-        "first": quality.HELD_OUT_PHRASINGS,
-        "confirmation": quality.CONFIRMATION_PHRASINGS,
-        "third": THIRD_PHRASINGS,
-        "fourth": FOURTH_PHRASINGS,
-    }
     for name in names:
         phrasings = sets[name]
         start = time.time()

@@ -10,34 +10,14 @@ Each folder holds `role_words.py measure` output (`first.json` ... `fifth.json`)
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
-from scipy.stats import binomtest, fisher_exact
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 
-ATTRIBUTES = ("background", "colour", "position", "size", "shape")
+from compare import ATTRIBUTES, cell, counts  # noqa: E402  (noise-words/compare.py)
+
 SETS = ("first", "confirmation", "third", "fourth", "fifth")
-TRAINING = "training phrasing"
-PROMPTS = 64
-
-
-def counts(path: Path, training: bool = False) -> dict[str, list[int]]:
-    """attribute -> [hits, readings] over a set's held-out phrasings (or its training row)."""
-    rows = json.loads(path.read_text())["rows"]
-    names = [TRAINING] if training else [n for n in rows if n != TRAINING]
-    return {
-        a: [sum(round(rows[n][a]["share"] * PROMPTS) for n in names), PROMPTS * len(names)]
-        for a in ATTRIBUTES
-    }
-
-
-def cell(hits: int, n: int, against: list[int] | None) -> str:
-    ci = binomtest(hits, n).proportion_ci(method="wilson")
-    text = f"{hits / n:.2f} [{ci.low:.2f}, {ci.high:.2f}]"
-    if against is not None:
-        p = fisher_exact([[hits, n - hits], [against[0], against[1] - against[0]]]).pvalue
-        text += f" (p = {p:.1g})"
-    return text
 
 
 def main() -> None:

@@ -41,10 +41,8 @@ sys.path.insert(0, str(HERE.parent / "noise-words"))
 sys.path.insert(0, str(HERE.parent / "rewording"))
 
 import noise_words  # noqa: E402
-from grammar_finetune import THIRD_PHRASINGS, check_no_held_out, measure  # noqa: E402
+from grammar_finetune import check_no_held_out  # noqa: E402
 
-from ptibench.assets import tiny_world_path  # noqa: E402
-from ptibench.world import quality  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
 from ptibench.world.recipe import TrainConfig  # noqa: E402
 from ptibench.world.train_language import train_language  # noqa: E402
@@ -66,13 +64,7 @@ FIFTH_CONSTRUCTIONS = (
 
 noise_words.BANNED = (*noise_words.BANNED, *(re.compile(c) for c in FIFTH_CONSTRUCTIONS))
 
-SETS = {
-    "first": quality.HELD_OUT_PHRASINGS,
-    "confirmation": quality.CONFIRMATION_PHRASINGS,
-    "third": THIRD_PHRASINGS,
-    "fourth": noise_words.FOURTH_PHRASINGS,
-    "fifth": FIFTH_PHRASINGS,
-}
+SETS = {**noise_words.SETS, "fifth": FIFTH_PHRASINGS}
 
 
 def word_distance(words: list[str], target: str, anchor: str) -> int | None:
@@ -161,18 +153,6 @@ def train(world: Path, kind: str, steps: int, seed: int) -> None:
     print(json.dumps(report, indent=2))
 
 
-def measure_all(world: str, out: Path, prompts: int, names: list[str]) -> None:
-    folder = tiny_world_path() if world == "shipped" else Path(world)
-    pipe = quality.load_pipeline(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        start = time.time()
-        result = measure(pipe, prompts, SETS[name])
-        result["seconds"] = round(time.time() - start, 1)
-        (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-        print(name, json.dumps(result["held_out_mean"]), flush=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,7 +173,7 @@ def main() -> None:
     if args.command == "train":
         train(args.world, args.language, args.steps, args.seed)
     else:
-        measure_all(args.world, args.out, args.prompts, args.sets.split(","))
+        noise_words.measure_all(args.world, args.out, args.prompts, args.sets.split(","), SETS)
 
 
 if __name__ == "__main__":
