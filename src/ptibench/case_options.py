@@ -55,9 +55,14 @@ timing them in each process and some backward kernels add with atomics, so two r
 differ in rounding, and near divergence in their metrics (models.loading.enable_cuda_speedups)."""
 
 
+def env_switch(name: str) -> bool:
+    """Whether the on/off environment variable `name` is on (1, true, yes or on; unset is off)."""
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def deterministic() -> bool:
     """Whether CUDA runs use deterministic kernels (DETERMINISTIC_ENV)."""
-    return os.environ.get(DETERMINISTIC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return env_switch(DETERMINISTIC_ENV)
 
 
 def apply_device(options: Any) -> dict[str, str | None]:

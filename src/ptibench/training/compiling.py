@@ -22,16 +22,14 @@ parameters as inputs, so a new copy does not recompile.
 
 from __future__ import annotations
 
-import os
+from ptibench.case_options import env_switch
 
 COMPILE_ENV = "PTIBENCH_COMPILE"
 
 
 def enabled(config=None) -> bool:
     """Whether training compiles its UNet: the environment switch or the world's `compile`."""
-    if os.environ.get(COMPILE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
-        return True
-    return bool(getattr(config, "compile", False))
+    return env_switch(COMPILE_ENV) or bool(getattr(config, "compile", False))
 
 
 def training_unet(bundle, unet):
