@@ -14,6 +14,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from caption_draws import draw_captions, template_pattern
 from safetensors.torch import load_file
 from transformers import CLIPTokenizer
 
@@ -38,20 +39,7 @@ def language():
 @pytest.fixture(scope="module")
 def drawn(language):
     """DRAWS captions of training images' attributes, with those attributes."""
-    attributes = render_set(500, 0).attributes
-    rng = np.random.default_rng(0)
-    pairs = []
-    for _ in range(DRAWS):
-        attrs = attributes[rng.integers(len(attributes))]
-        pairs.append((attrs, language(attrs, rng)))
-    return pairs
-
-
-def template_pattern(template: str) -> re.Pattern:
-    pattern = re.escape(template)
-    for key in ("size", "colour", "shape", "background", "position"):
-        pattern = pattern.replace(re.escape("{" + key + "}"), r"\w+")
-    return re.compile(pattern + "$")
+    return draw_captions(language, DRAWS)
 
 
 def test_no_caption_uses_a_held_out_construction(drawn):

@@ -40,133 +40,33 @@ from transformers import CLIPTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rewording"))
 
-from grammar_finetune import (  # noqa: E402
-    THIRD_CONSTRUCTIONS,
-    THIRD_PHRASINGS,
-    check_no_held_out,
-    measure,
-)
+from grammar_finetune import check_no_held_out, measure  # noqa: E402
 
 from ptibench.assets import tiny_world_path  # noqa: E402
-from ptibench.world import language as language_module  # noqa: E402
-from ptibench.world import quality  # noqa: E402
-from ptibench.world.language import CaptionLanguage  # noqa: E402
+from ptibench.world import quality, role_language  # noqa: E402
+from ptibench.world.quality import (  # noqa: E402
+    FOURTH_CONSTRUCTIONS,
+    FOURTH_PHRASINGS,
+    THIRD_CONSTRUCTIONS,
+    THIRD_PHRASINGS,
+)
 from ptibench.world.recipe import TrainConfig  # noqa: E402
-from ptibench.world.render import COLOURS, POSITIONS, SHAPES, SIZES  # noqa: E402
 from ptibench.world.train_language import train_language  # noqa: E402
-
-FOURTH_PHRASINGS = (
-    "{background} wallpaper with one {size} {colour} {shape} off to the {position}",
-    "over {background} tiles, a {colour} {size} {shape} lies {position}",
-    "{size} {colour} {shape} located {position}, {background} backing",
-    "my drawing: {background} fills it, {colour} {shape}, {size}, {position}",
-    "{background}! {colour} {shape}! {size}! {position}!",
-    "in {background} light, a {shape} that is {colour} and {size}, {position} most",
-)
-"""Held-out phrasings written before any noise-word world was trained or read."""
-
-FOURTH_CONSTRUCTIONS = (
-    r"\b(wallpaper|off|tiles|lies|located|backing|my|drawing|fills|light|most)\b",
-    r"!",
-)
-"""Words and constructions of FOURTH_PHRASINGS no training caption may use."""
 
 BANNED = tuple(
     re.compile(c)
     for c in (*quality.HELD_OUT_CONSTRUCTIONS, *THIRD_CONSTRUCTIONS, *FOURTH_CONSTRUCTIONS)
 )
-
-NOISE_SHARE = 0.4
-"""Share of captions assembled from segments with noise words."""
-INSERT_SHARE = 0.3
-"""Share of the other captions that get one noise word inserted."""
+"""What this probe's captions and noise words avoided: the sets written by then (a later probe
+extends it before it builds its language)."""
 
 
-def language_words() -> set[str]:
-    """Every word the caption language or the world's vocabulary uses."""
-    templates = (
-        *language_module.OBJECT_FORMS,
-        *language_module.DETERMINERS,
-        *language_module.POSITION_PHRASES,
-        *language_module.POSITION_CLAUSES,
-        *language_module.BACKGROUND_PHRASES,
-        *language_module.BACKGROUND_CLAUSES,
-    )
-    words = set(re.findall(r"[a-z]+", " ".join(templates)))
-    return words | set(COLOURS) | set(SHAPES) | set(POSITIONS) | set(SIZES) | {"an"}
-
-
-def noise_pool(tokenizer) -> list[str]:
-    """Whole-word tokens of the vocabulary that no caption of the language and no held-out
-    phrasing uses (each is one token, so a noise word never splits into known pieces)."""
-    taken = language_words()
-    pool = []
-    for token in tokenizer.get_vocab():
-        if not token.endswith("</w>"):
-            continue
-        word = token[: -len("</w>")]
-        if not (word.isascii() and word.isalpha() and word.islower() and 3 <= len(word) <= 10):
-            continue
-        if word in taken or any(b.search(word) for b in BANNED):
-            continue
-        pool.append(word)
-    return sorted(pool)
-
-
-class NoisyLanguage(CaptionLanguage):
-    """The caption language with noise-word captions (module docstring)."""
+class NoisyLanguage(role_language.NoisyLanguage):
+    """The noise-word language (`ptibench.world.role_language`), banning BANNED as it stands when
+    the language is built."""
 
     def __init__(self, tokenizer, max_tokens: int | None = None):
-        super().__init__(tokenizer, max_tokens)
-        self.pool = noise_pool(tokenizer)
-
-    def __call__(self, attrs, rng: np.random.Generator) -> str:
-        while True:
-            if rng.random() < NOISE_SHARE:
-                text = self.segments(attrs, rng)
-            else:
-                text = language_module.draw_caption(attrs, rng)
-                if rng.random() < INSERT_SHARE:
-                    words = text.split()
-                    words.insert(int(rng.integers(len(words) + 1)), self.noise(rng))
-                    text = " ".join(words)
-            if len(self.tokenizer.tokenize(text)) <= self.max_tokens and not any(
-                b.search(text) for b in BANNED
-            ):
-                return text
-
-    def noise(self, rng: np.random.Generator) -> str:
-        return self.pool[int(rng.integers(len(self.pool)))]
-
-    def segments(self, attrs, rng: np.random.Generator) -> str:
-        keep = {name: rng.random() < share for name, share in language_module.KEEP.items()}
-        parts = [self.object_segment(attrs, keep["size"], keep["colour"], rng)]
-        for name in ("background", "position"):
-            if keep[name]:
-                word = getattr(attrs, name)
-                form = int(rng.integers(3))
-                parts.append(
-                    (
-                        f"{word} {self.noise(rng)}",
-                        f"{self.noise(rng)} {word}",
-                        f"{self.noise(rng)} {word} {self.noise(rng)}",
-                    )[form]
-                )
-        order = rng.permutation(len(parts))
-        joins = (", ", "; ", " and ", " ")
-        text = parts[order[0]]
-        for i in order[1:]:
-            text += joins[int(rng.integers(len(joins)))] + parts[i]
-        return text
-
-    def object_segment(self, attrs, size: bool, colour: bool, rng: np.random.Generator) -> str:
-        """The object phrase with its colour before the shape (the language's forms) or just
-        after it (one noise word or a comma between)."""
-        if not colour or rng.random() < 0.5:
-            return language_module._object_phrase(attrs, size, colour, rng)
-        head = language_module._object_phrase(attrs, size, False, rng)
-        link = f" {self.noise(rng)} " if rng.random() < 0.5 else ", "
-        return head + link + attrs.colour
+        super().__init__(tokenizer, max_tokens, banned=BANNED)
 
 
 def train(world: Path, seed: int) -> None:
@@ -184,8 +84,8 @@ def train(world: Path, seed: int) -> None:
         "noise_pool_words": len(language.pool),
         "distinct_captions_in_100k_draws": distinct,
         "examples": examples,
-        "noise_share": NOISE_SHARE,
-        "insert_share": INSERT_SHARE,
+        "noise_share": role_language.NOISE_SHARE,
+        "insert_share": role_language.INSERT_SHARE,
         "seed": seed,
     }
     (world / "noise_words.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -201,12 +101,18 @@ SETS = {
 
 
 def measure_all(
-    world: str, out: Path, prompts: int, names: list[str], sets: dict | None = None
+    world: str,
+    out: Path,
+    prompts: int,
+    names: list[str],
+    sets: dict | None = None,
+    load=quality.load_pipeline,
 ) -> None:
-    """Each named set of `sets` (default SETS) measured on `world`, one JSON file per set."""
+    """Each named set of `sets` (default SETS) measured on `world` (its pipeline from
+    `load(folder)`), one JSON file per set."""
     sets = sets or SETS
     folder = tiny_world_path() if world == "shipped" else Path(world)
-    pipe = quality.load_pipeline(folder)
+    pipe = load(folder)
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         phrasings = sets[name]

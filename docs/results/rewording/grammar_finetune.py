@@ -48,6 +48,7 @@ from ptibench.assets import tiny_world_path
 from ptibench.world import components, quality
 from ptibench.world import language as language_module
 from ptibench.world.language import CaptionLanguage
+from ptibench.world.quality import THIRD_CONSTRUCTIONS, THIRD_PHRASINGS
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.train_language import (
     LanguageBatches,
@@ -61,18 +62,6 @@ from ptibench.world.train_t2i import CaptionTokens, cached_latents
 
 ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 
-THIRD_PHRASINGS = (
-    "{background} everywhere but for a {size} {colour} {shape}, {position}",
-    "a {size} {shape}, {colour}, sits {position} over {background} paper",
-    "with {position} placement, a {size} {colour} {shape} rests upon {background}",
-    "{background} surface; {colour} {shape}; {size}; {position}",
-    "a {colour} {shape} ({size}) drawn {position} on a plain {background} page",
-    "imagine {background}, then a {size} {colour} {shape} at {position}",
-)
-"""A third held-out set, written after the first two had been read and before `--lead-background`
-was trained or any world was read on it (the lead forms were chosen from what the first two
-showed, so only this set can say whether they carry over)."""
-
 LEAD_BACKGROUNDS = (
     "the {background} background, ",
     "{background} all around, ",
@@ -81,14 +70,6 @@ LEAD_BACKGROUNDS = (
 )
 """`--lead-background`: captions that open with the background colour, its role named only after
 the colour word (the construction the first two sets showed the world misreads)."""
-
-
-THIRD_CONSTRUCTIONS = (
-    r"\b(everywhere|but for|paper|placement|rests|upon|surface|drawn|page|imagine|then)\b",
-    r"\bsits (left|right|top|bottom|center)\b",
-    r"\(",
-)
-"""Words and constructions of THIRD_PHRASINGS no `--lead-background` caption may use."""
 
 
 class LeadBackgroundLanguage(CaptionLanguage):

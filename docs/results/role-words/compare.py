@@ -4,7 +4,7 @@ the reference (the first folder).
 
     python docs/results/role-words/compare.py REFERENCE WORLD [WORLD ...] > table.md
 
-Each folder holds `role_words.py measure` output (`first.json` ... `fifth.json`).
+Each folder holds `role_words.py measure` output (`first.json` ... `sixth.json`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 
 from compare import ATTRIBUTES, cell, counts  # noqa: E402  (noise-words/compare.py)
 
-SETS = ("first", "confirmation", "third", "fourth", "fifth")
+SETS = ("first", "confirmation", "third", "fourth", "fifth", "sixth")
 
 
 def main() -> None:

@@ -43,60 +43,23 @@ sys.path.insert(0, str(HERE.parent / "rewording"))
 import noise_words  # noqa: E402
 from grammar_finetune import check_no_held_out  # noqa: E402
 
+from ptibench.world import role_language  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
+from ptibench.world.quality import FIFTH_CONSTRUCTIONS, FIFTH_PHRASINGS  # noqa: E402
 from ptibench.world.recipe import TrainConfig  # noqa: E402
 from ptibench.world.train_language import train_language  # noqa: E402
-
-FIFTH_PHRASINGS = (
-    "{size} {colour} {shape} on {background}, {position} of frame",
-    "picture of a {size} {shape} colored {colour} at {position}, {background} bg",
-    "{background} color fill; one {colour} {shape}; size {size}; position {position}",
-    "a {shape} ({colour}, {size}) placed {position} against a {background} wall",
-    "on {background}, {position}, a {size} {shape} of {colour} hue",
-    "minimal {background} composition with a {size} {colour} {shape} on its {position}",
-)
-"""Held-out phrasings written before any role-word world was trained or read."""
-
-FIFTH_CONSTRUCTIONS = (
-    r"\b(frame|colored|bg|color|fill|size|position|wall|hue|minimal|composition|its \w+$)\b",
-)
-"""Words and constructions of FIFTH_PHRASINGS no training caption may use."""
 
 noise_words.BANNED = (*noise_words.BANNED, *(re.compile(c) for c in FIFTH_CONSTRUCTIONS))
 
 SETS = {**noise_words.SETS, "fifth": FIFTH_PHRASINGS}
 
 
-def word_distance(words: list[str], target: str, anchor: str) -> int | None:
-    """Fewest words between `anchor` and `target` in `words` (None if either is missing)."""
-    a = [i for i, w in enumerate(words) if w == anchor]
-    t = [i for i, w in enumerate(words) if w == target]
-    if not a or not t:
-        return None
-    return min(abs(i - j) for i in a for j in t)
+class RoleLanguage(role_language.RoleLanguage):
+    """The role-word language (`ptibench.world.role_language`), banning noise_words.BANNED as it
+    stands when the language is built (the sets written by then)."""
 
-
-def object_colour_is_nearest(text: str, attrs) -> bool:
-    """The cue: where both colours are named, the object's is strictly nearer its shape word."""
-    if attrs.colour == attrs.background:
-        return True
-    words = re.findall(r"[a-z]+", text)
-    obj = word_distance(words, attrs.colour, attrs.shape)
-    bg = word_distance(words, attrs.background, attrs.shape)
-    return obj is None or bg is None or obj < bg
-
-
-class RoleLanguage(noise_words.NoisyLanguage):
-    """Noise-word captions, drawn until the object's colour is the one nearest its shape."""
-
-    def __call__(self, attrs, rng: np.random.Generator) -> str:
-        while True:
-            text = super().__call__(attrs, rng)
-            if object_colour_is_nearest(text, attrs):
-                return text
-
-    def object_segment(self, attrs, size: bool, colour: bool, rng: np.random.Generator) -> str:
-        return super().object_segment(attrs, size, True, rng)
+    def __init__(self, tokenizer, max_tokens: int | None = None):
+        super().__init__(tokenizer, max_tokens, banned=noise_words.BANNED)
 
 
 class PlainLanguage(CaptionLanguage):
@@ -116,7 +79,7 @@ def cue_share(language, attributes, draws: int = 20_000) -> float:
         words = re.findall(r"[a-z]+", text)
         if attrs.colour != attrs.background and attrs.colour in words and attrs.background in words:
             total += 1
-            hits += object_colour_is_nearest(text, attrs)
+            hits += role_language.object_colour_is_nearest(text, attrs)
     return hits / max(total, 1)
 
 

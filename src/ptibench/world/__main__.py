@@ -1,5 +1,6 @@
 """`python -m ptibench.world train --out DIR [--part vae,t2i,layout,language,clip,lpips]` trains
-the tiny world (`language`: the caption-language phase, `train_language`);
+the tiny world (`language`: the caption-language phase, `train_language`; `roles`, not a default
+part and not in the shipped weights: that phase continued on role-word captions, `train_roles`);
 `python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;
 `python -m ptibench.world concept --shape star --colour red --contexts black:left,blue:top
 --out DIR` writes a new tiny-world concept folder, no code needed."""
@@ -25,17 +26,21 @@ from ptibench.world.concepts import (
 from ptibench.world.recipe import TrainConfig, merge_manifest
 from ptibench.world.render import SHAPES, SIZES
 from ptibench.world.train_clip import train_clip
-from ptibench.world.train_language import train_language
+from ptibench.world.train_language import train_language, train_roles
 from ptibench.world.train_layout import train_layout
 from ptibench.world.train_lpips import train_lpips_backbone
 from ptibench.world.train_t2i import train_text_to_image
 from ptibench.world.train_vae import train_vae
+
+DEFAULT_PARTS = "vae,t2i,layout,language,clip,lpips"
+"""The recipe the shipped weights had, in order (`roles` is not among them)."""
 
 PARTS = {
     "vae": train_vae,
     "t2i": train_text_to_image,
     "layout": train_layout,
     "language": train_language,
+    "roles": train_roles,
     "clip": train_clip,
     "lpips": train_lpips_backbone,
 }
@@ -46,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train the tiny world's models from scratch")
     train.add_argument("--out", type=Path, required=True)
-    train.add_argument("--part", default="vae,t2i,layout,language,clip,lpips")
+    train.add_argument("--part", default=DEFAULT_PARTS)
     for field in dataclasses.fields(TrainConfig):
         train.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default))
     concepts = sub.add_parser("concepts", help="write the shipped concepts' folders")

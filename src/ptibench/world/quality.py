@@ -127,6 +127,87 @@ HELD_OUT_CONSTRUCTIONS = (
 """Regular expressions for the constructions and words of both held-out sets that a training
 caption must not use."""
 
+THIRD_PHRASINGS = (
+    "{background} everywhere but for a {size} {colour} {shape}, {position}",
+    "a {size} {shape}, {colour}, sits {position} over {background} paper",
+    "with {position} placement, a {size} {colour} {shape} rests upon {background}",
+    "{background} surface; {colour} {shape}; {size}; {position}",
+    "a {colour} {shape} ({size}) drawn {position} on a plain {background} page",
+    "imagine {background}, then a {size} {colour} {shape} at {position}",
+)
+"""A third held-out set, written after the first two had been read and before the caption
+variants that were chosen from them were trained (docs/results/2026-12-02-caption-language.md)."""
+
+THIRD_CONSTRUCTIONS = (
+    r"\b(everywhere|but for|paper|placement|rests|upon|surface|drawn|page|imagine|then)\b",
+    r"\bsits (left|right|top|bottom|center)\b",
+    r"\(",
+)
+
+FOURTH_PHRASINGS = (
+    "{background} wallpaper with one {size} {colour} {shape} off to the {position}",
+    "over {background} tiles, a {colour} {size} {shape} lies {position}",
+    "{size} {colour} {shape} located {position}, {background} backing",
+    "my drawing: {background} fills it, {colour} {shape}, {size}, {position}",
+    "{background}! {colour} {shape}! {size}! {position}!",
+    "in {background} light, a {shape} that is {colour} and {size}, {position} most",
+)
+"""Written before any noise-word world was trained or read
+(docs/results/2026-12-02-noise-words.md)."""
+
+FOURTH_CONSTRUCTIONS = (
+    r"\b(wallpaper|off|tiles|lies|located|backing|my|drawing|fills|light|most)\b",
+    r"!",
+)
+
+FIFTH_PHRASINGS = (
+    "{size} {colour} {shape} on {background}, {position} of frame",
+    "picture of a {size} {shape} colored {colour} at {position}, {background} bg",
+    "{background} color fill; one {colour} {shape}; size {size}; position {position}",
+    "a {shape} ({colour}, {size}) placed {position} against a {background} wall",
+    "on {background}, {position}, a {size} {shape} of {colour} hue",
+    "minimal {background} composition with a {size} {colour} {shape} on its {position}",
+)
+"""Written before any role-word world was trained or read
+(docs/results/2026-12-04-role-words.md)."""
+
+FIFTH_CONSTRUCTIONS = (
+    r"\b(frame|colored|bg|color|fill|size|position|wall|hue|minimal|composition|its \w+$)\b",
+)
+
+SIXTH_PHRASINGS = (
+    "the {shape} is {colour} and {size}, the rest is {background}, put it {position}",
+    "{background} page, {position} half, {size} {colour} {shape}",
+    "icon: {size} {colour} {shape} at {position} over {background} paper",
+    "a {size} {shape} filled with {colour}, sitting {position} in a {background} room",
+    "set against {background}, a {colour} {shape} ({size}) on the {position}",
+    "{position} placement; {background} everywhere; {size} {shape}, {colour} tone",
+)
+"""Written before any world was read on it (docs/results/2026-12-04-colour-path.md)."""
+
+SIXTH_CONSTRUCTIONS = (
+    r"\b(rest|put|page|half|icon|paper|filled|room|set|tone|placement|everywhere)\b",
+)
+
+HELD_OUT_SETS = {
+    "first": HELD_OUT_PHRASINGS,
+    "confirmation": CONFIRMATION_PHRASINGS,
+    "third": THIRD_PHRASINGS,
+    "fourth": FOURTH_PHRASINGS,
+    "fifth": FIFTH_PHRASINGS,
+    "sixth": SIXTH_PHRASINGS,
+}
+"""Every held-out phrasing set, in the order they were written."""
+
+ALL_HELD_OUT_CONSTRUCTIONS = (
+    *HELD_OUT_CONSTRUCTIONS,
+    *THIRD_CONSTRUCTIONS,
+    *FOURTH_CONSTRUCTIONS,
+    *FIFTH_CONSTRUCTIONS,
+    *SIXTH_CONSTRUCTIONS,
+)
+"""What no caption of the role-word language (`role_language`) may use: every set's words."""
+
 
 def phrased_prompt(attrs: Attributes, template: str) -> str:
     """`attrs` in a held-out phrasing (a HELD_OUT_PHRASINGS template)."""

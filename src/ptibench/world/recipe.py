@@ -44,6 +44,7 @@ class TrainConfig:
     language_lr: float = 2e-4
     language_map_lr: float = 1e-3
     language_fit_captions: int = 6000
+    roles_steps: int = 1000
     clip_steps: int = 1200
     clip_batch: int = 64
     lpips_steps: int = 1000

@@ -19,6 +19,7 @@ The shipped world has had it: it runs after `layout` in the recipe's default par
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 import time
@@ -35,6 +36,7 @@ from . import components
 from .language import CaptionLanguage
 from .packaging import load_pipeline
 from .recipe import TrainConfig, cosine_lr, ema_update, merge_manifest, save_pipeline
+from .role_language import RoleLanguage
 from .train_layout import caption_states, position_map, ridge
 from .train_t2i import CFG_DROPOUT, CaptionTokens, cached_latents
 
@@ -175,11 +177,16 @@ def fine_tune(
 
 
 def train_language(
-    out: Path, config: TrainConfig, language_class=CaptionLanguage, extra=None
+    out: Path,
+    config: TrainConfig,
+    language_class=CaptionLanguage,
+    extra=None,
+    part: str = "language",
 ) -> dict:
     """Fine-tune the pipeline in `out` on the caption language with a last-state layout map.
     `language_class(tokenizer)` draws the captions and `extra` adds a term to each batch's loss
-    (`LanguageBatches`): both for probes of variants."""
+    (`LanguageBatches`): both for probes of variants. The record goes to the manifest under
+    `part`."""
     torch.manual_seed(config.seed + 100)
     pipe = load_pipeline(out / "pipeline")
     vae, text_encoder, tokenizer, unet = pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet
@@ -234,5 +241,12 @@ def train_language(
         "batch": config.t2i_batch,
         "threads": torch.get_num_threads(),
     }
-    merge_manifest(out, "language", record)
+    merge_manifest(out, part, record)
     return record
+
+
+def train_roles(out: Path, config: TrainConfig) -> dict:
+    """The `roles` part: the language phase continued for `config.roles_steps` steps on
+    role-word captions (`role_language.RoleLanguage`), with the phase's seeds, lrs and map loss."""
+    steps = dataclasses.replace(config, language_steps=config.roles_steps)
+    return train_language(out, steps, language_class=RoleLanguage, part="roles")
