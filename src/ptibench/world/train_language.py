@@ -248,5 +248,5 @@ def train_language(
 def train_roles(out: Path, config: TrainConfig) -> dict:
     """The `roles` part: the language phase continued for `config.roles_steps` steps on
     role-word captions (`role_language.RoleLanguage`), with the phase's seeds, lrs and map loss."""
-    steps = dataclasses.replace(config, language_steps=config.roles_steps)
-    return train_language(out, steps, language_class=RoleLanguage, part="roles")
+    continued = dataclasses.replace(config, language_steps=config.roles_steps)
+    return train_language(out, continued, language_class=RoleLanguage, part="roles")
