@@ -51,13 +51,13 @@ import role_words  # noqa: E402
 
 from ptibench.world import packaging, train_language  # noqa: E402
 from ptibench.world.layout_unet import LayoutUNet2DConditionModel  # noqa: E402
-from ptibench.world.quality import SIXTH_CONSTRUCTIONS, SIXTH_PHRASINGS  # noqa: E402
+from ptibench.world.quality import HELD_OUT_SETS, SIXTH_CONSTRUCTIONS  # noqa: E402
 from ptibench.world.recipe import TrainConfig  # noqa: E402
 from ptibench.world.render import COLOURS  # noqa: E402
 
 noise_words.BANNED = (*noise_words.BANNED, *(re.compile(c) for c in SIXTH_CONSTRUCTIONS))
 
-SETS = {**role_words.SETS, "sixth": SIXTH_PHRASINGS}
+SETS = HELD_OUT_SETS
 COLOUR_NAMES = list(COLOURS)
 UNNAMED = len(COLOUR_NAMES)
 CLASSES = UNNAMED + 1

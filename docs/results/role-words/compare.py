@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 
 from compare import ATTRIBUTES, cell, counts  # noqa: E402  (noise-words/compare.py)
 
-SETS = ("first", "confirmation", "third", "fourth", "fifth", "sixth")
+from ptibench.world.quality import HELD_OUT_SETS  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     print("| set | world | " + " | ".join(ATTRIBUTES) + " |")
     print("|---" * (len(ATTRIBUTES) + 2) + "|")
-    rows = [("training wording", "first", True)] + [(name, name, False) for name in SETS]
+    rows = [("training wording", "first", True)] + [(name, name, False) for name in HELD_OUT_SETS]
     for label, name, training in rows:
         if not (args.reference / f"{name}.json").exists():
             continue
