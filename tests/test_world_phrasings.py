@@ -8,7 +8,9 @@ import itertools
 
 import numpy as np
 import pytest
+from transformers import CLIPTokenizer
 
+from ptibench.assets import tiny_world_path
 from ptibench.world import quality
 from ptibench.world.render import describe
 
@@ -56,3 +58,22 @@ def test_asking_for_more_held_out_combinations_than_exist_is_an_error():
     assert len(set(quality.held_out_prompts(available))) == available
     with pytest.raises(ValueError, match=f"the world has {available}"):
         quality.held_out_prompts(available + 1)
+
+
+TOO_LONG = {"the {shape} is {colour} and {size}, the rest is {background}, put it {position}"}
+"""Held-out phrasings whose prompts run past the 16-token context: the text encoder never sees
+their last word (here the position), so their reading of it is chance. Kept as committed, since
+the sixth set was written before any world was read on it."""
+
+
+@pytest.mark.parametrize("name", sorted(quality.HELD_OUT_SETS))
+def test_held_out_prompts_fit_the_context_but_the_known_long_phrasing(name):
+    """A new set's phrasing that overflows would measure nothing for its last attribute."""
+    tokenizer = CLIPTokenizer.from_pretrained(tiny_world_path() / "pipeline" / "tokenizer")
+    for template in quality.HELD_OUT_SETS[name]:
+        lengths = {
+            len(tokenizer(quality.phrased_prompt(attrs, template)).input_ids)
+            for attrs in quality.held_out_prompts(64)
+        }
+        fits = max(lengths) <= tokenizer.model_max_length == 16
+        assert fits is (template not in TOO_LONG), (template, sorted(lengths))
