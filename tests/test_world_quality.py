@@ -17,7 +17,9 @@ import torch
 from ptibench.assets import tiny_world_path
 from ptibench.models.random_weights import write_random_world
 from ptibench.world import quality
+from ptibench.world.oracle import read
 from ptibench.world.render import SIZES, sample_attributes
+from ptibench.world.role_language import noise_pool
 
 WORLD = tiny_world_path()
 COLOUR_TEMPLATE = "a large {} circle on a blue background at the left"
@@ -66,6 +68,33 @@ def follows_colour_and_background_under_rewording(following: quality.PromptFollo
     (chance 1/6 each; shipped, 32 prompts per phrasing: background 0.62 / 0.60, colour 0.55 /
     0.61 on the first / confirmation set): below the 0.9 bar, kept from falling."""
     return following.background >= 0.50 and following.colour >= 0.45
+
+
+UNSEEN_WORDS = 32
+"""Unseen vocabulary words (the noise-word pool, a fixed draw) standing where a textual-inversion
+token stands in the grid's edit prompts."""
+
+
+def unseen_word_keeps_its_object(pipe) -> bool:
+    """With an unseen word in the shape's place, as a learnt token stands in an edit prompt, the
+    world still draws an object, in the colour the prompt gives it: "a {w} on a red background at
+    the right" has an object and "a yellow {w} on ..." a yellow one in >= 0.85 of 32 words each
+    (shipped 31/32 and 32/32; the roles phase, which teaches unseen words as role markers, 10/32
+    and 21/32, and halves the grid's `edit_identity`: docs/results/2026-12-05-roles-world.md)."""
+    tokenizer = pipe.tokenizer
+    pool = noise_pool(tokenizer)
+    words = [
+        pool[i] for i in np.random.default_rng(0).choice(len(pool), UNSEEN_WORDS, replace=False)
+    ]
+    plain = quality.sample(
+        pipe, [f"a {w} on a red background at the right" for w in words], seed=100
+    )
+    yellow = quality.sample(
+        pipe, [f"a yellow {w} on a red background at the right" for w in words], seed=100
+    )
+    with_object = sum(read(image).colour is not None for image in plain) / UNSEEN_WORDS
+    in_yellow = sum(read(image).colour == "yellow" for image in yellow) / UNSEEN_WORDS
+    return with_object >= 0.85 and in_yellow >= 0.85
 
 
 def colour_words_move_the_prediction(pipe) -> bool:
@@ -236,6 +265,13 @@ def test_colour_and_background_hold_their_floor_under_rewording(
 ):
     measured = phrased_following(weights, phrasings)
     assert follows_colour_and_background_under_rewording(measured) is expected, measured
+
+
+@pytest.mark.parametrize(("weights", "expected"), EXPECTED)
+def test_an_unseen_word_in_the_shapes_place_keeps_its_object(request, weights, expected):
+    """What a learnt token needs of the world: an unknown word where the shape goes is still the
+    object, not a marker of the background."""
+    assert unseen_word_keeps_its_object(request.getfixturevalue(PIPES[weights])) is expected
 
 
 @pytest.mark.parametrize(("weights", "expected"), EXPECTED)
