@@ -1,0 +1,81 @@
+"""Probe: role-word captions where an unseen word sometimes stands in the shape's place.
+
+The roles phase teaches unseen words as markers of the background and the position, and the
+world then reads a textual-inversion token, an unseen word in the shape's place, as one: the
+object is dropped or painted in the background's colour
+(docs/results/2026-12-05-roles-world.md). Here a share of the role-word captions name no shape:
+an unseen word stands where the shape word was, over an image that has the object (its shape
+left free, as an omitted attribute is). The world sees unseen words both as markers (beside a
+background or position word) and as the object (in the shape's place).
+
+    python docs/results/object-slot/object_slot.py train --world W [--share 0.15] [--seed 0]
+
+`W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ptibench.world.recipe import TrainConfig
+from ptibench.world.role_language import RoleLanguage
+from ptibench.world.train_language import train_language
+
+SHARE = 0.15
+"""Share of captions whose shape word is replaced by an unseen word."""
+
+
+class ObjectSlotLanguage(RoleLanguage):
+    """Role-word captions; in `share` of them an unseen word replaces the shape word."""
+
+    share = SHARE
+
+    def __call__(self, attrs, rng: np.random.Generator) -> str:
+        text = super().__call__(attrs, rng)
+        if rng.random() >= self.share:
+            return text
+        words = text.split(" ")
+        slots = [i for i, w in enumerate(words) if re.sub(r"[^a-z]", "", w) == attrs.shape]
+        if len(slots) != 1:
+            return text
+        i = slots[0]
+        words[i] = words[i].replace(attrs.shape, self.noise(rng))
+        replaced = " ".join(words)
+        return text if any(b.search(replaced) for b in self.banned) else replaced
+
+
+def train(world: Path, share: float, seed: int, steps: int) -> dict:
+    ObjectSlotLanguage.share = share
+    config = dataclasses.replace(TrainConfig(seed=seed), language_steps=steps)
+    start = time.time()
+    record = train_language(world, config, language_class=ObjectSlotLanguage, part="object_slot")
+    report = {"share": share, "seed": seed, "steps": steps, "record": record}
+    report["seconds"] = round(time.time() - start, 1)
+    (world / "object_slot.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train")
+    tr.add_argument("--world", type=Path, required=True)
+    tr.add_argument("--share", type=float, default=SHARE)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(json.dumps(train(args.world, args.share, args.seed, args.steps), indent=2))
+
+
+if __name__ == "__main__":
+    main()
