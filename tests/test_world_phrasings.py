@@ -66,10 +66,14 @@ their last word (here the position), so their reading of it is chance. Kept as c
 the sixth set was written before any world was read on it."""
 
 
+@pytest.fixture(scope="module")
+def tokenizer():
+    return CLIPTokenizer.from_pretrained(tiny_world_path() / "pipeline" / "tokenizer")
+
+
 @pytest.mark.parametrize("name", sorted(quality.HELD_OUT_SETS))
-def test_held_out_prompts_fit_the_context_but_the_known_long_phrasing(name):
+def test_held_out_prompts_fit_the_context_but_the_known_long_phrasing(tokenizer, name):
     """A new set's phrasing that overflows would measure nothing for its last attribute."""
-    tokenizer = CLIPTokenizer.from_pretrained(tiny_world_path() / "pipeline" / "tokenizer")
     for template in quality.HELD_OUT_SETS[name]:
         lengths = {
             len(tokenizer(quality.phrased_prompt(attrs, template)).input_ids)
