@@ -19,7 +19,7 @@ from ptibench.models.random_weights import write_random_world
 from ptibench.world import quality
 from ptibench.world.oracle import read
 from ptibench.world.render import SIZES, sample_attributes
-from ptibench.world.role_language import noise_pool
+from ptibench.world.role_language import unseen_words
 
 WORLD = tiny_world_path()
 COLOUR_TEMPLATE = "a large {} circle on a blue background at the left"
@@ -81,11 +81,7 @@ def unseen_word_keeps_its_object(pipe) -> bool:
     the right" has an object and "a yellow {w} on ..." a yellow one in >= 0.85 of 32 words each
     (shipped 31/32 and 32/32; the roles phase, which teaches unseen words as role markers, 10/32
     and 21/32, and halves the grid's `edit_identity`: docs/results/2026-12-05-roles-world.md)."""
-    tokenizer = pipe.tokenizer
-    pool = noise_pool(tokenizer)
-    words = [
-        pool[i] for i in np.random.default_rng(0).choice(len(pool), UNSEEN_WORDS, replace=False)
-    ]
+    words = unseen_words(pipe.tokenizer, UNSEEN_WORDS)
     plain = quality.sample(
         pipe, [f"a {w} on a red background at the right" for w in words], seed=100
     )

@@ -11,13 +11,12 @@ import argparse
 import collections
 from pathlib import Path
 
-import numpy as np
 import torch
 from transformers import CLIPTokenizer
 
 from ptibench.world import quality
 from ptibench.world.oracle import read
-from ptibench.world.role_language import noise_pool
+from ptibench.world.role_language import unseen_words
 
 TEMPLATES = (
     "a yellow ring on a red background at the right",
@@ -37,8 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     worlds = dict(item.split("=", 1) for item in args.worlds)
     first = Path(next(iter(worlds.values())))
-    pool = noise_pool(CLIPTokenizer.from_pretrained(first / "pipeline" / "tokenizer"))
-    words = [pool[i] for i in np.random.default_rng(0).choice(len(pool), WORDS, replace=False)]
+    words = unseen_words(CLIPTokenizer.from_pretrained(first / "pipeline" / "tokenizer"), WORDS)
     print("| world | prompt | no object | object colours (most common) |")
     print("|---|---|---|---|")
     for name, folder in worlds.items():

@@ -68,6 +68,15 @@ def noise_pool(tokenizer, banned=HELD_OUT) -> list[str]:
     return sorted(pool)
 
 
+def unseen_words(tokenizer, count: int, seed: int = 0) -> list[str]:
+    """A fixed draw of `count` noise-pool words: vocabulary the world never saw in a caption,
+    as a textual-inversion token is (the quality test and the roles-world probe read the same
+    draw)."""
+    pool = noise_pool(tokenizer)
+    picks = np.random.default_rng(seed).choice(len(pool), count, replace=False)
+    return [pool[i] for i in picks]
+
+
 class NoisyLanguage(CaptionLanguage):
     """The caption language with noise-word captions (module docstring); no caption matches a
     pattern of `banned`."""
