@@ -1,6 +1,7 @@
 """Per edit prompt, the stage-1 samples that keep the concept (`edit_identity`'s readings) in
-several runs of the yellow-ring grid, for one training seed, pooled over the grid's lrs; and
-Fisher's exact test (two-sided) of each run's total against the first run's.
+several runs of the yellow-ring grid, for one training seed, pooled over the grid's lrs; pooled
+again by what the edit changes (the attributes its `expect` names); and Fisher's exact test
+(two-sided) of each pool and total against the first run's.
 
     python docs/results/roles-world/edit_prompts.py NAME=OUT_DIR [NAME=OUT_DIR ...] > table.md
 
@@ -48,20 +49,24 @@ def main() -> None:
     for i, prompt in enumerate(prompts):
         cells = [f"{keep[i]}/{total[i]}" for keep, _, total in tallies.values()]
         print(f"| {prompt} | " + " | ".join(cells) + " |")
-    sums = {
-        name: (sum(k.values()), sum(t.values()), sum(n.values()))
-        for name, (k, t, n) in tallies.items()
-    }
-    ref_keep, ref_take, ref_n = next(iter(sums.values()))
-    for label, index, ref in (
-        ("all: keep the concept", 0, ref_keep),
-        ("all: edit takes", 1, ref_take),
-    ):
+    kinds: dict[str, list[int]] = collections.defaultdict(list)
+    for i, edit in enumerate(concept["edit_prompts"]):
+        kinds[" and ".join(sorted(edit.get("expect") or {})) or "nothing"].append(i)
+    rows = [(f"{kind} edits: keep the concept", 0, picked) for kind, picked in kinds.items()]
+    rows += [
+        ("all: keep the concept", 0, range(len(prompts))),
+        ("all: edit takes", 1, range(len(prompts))),
+    ]
+    for label, index, picked in rows:
+        sums = [
+            (sum(tally_[index][i] for i in picked), sum(tally_[2][i] for i in picked))
+            for tally_ in tallies.values()
+        ]
+        ref, ref_n = sums[0]
         cells = []
-        for values in sums.values():
-            n = values[2]
-            p = fisher_exact([[ref, ref_n - ref], [values[index], n - values[index]]])[1]
-            cells.append(f"{values[index]}/{n} (p = {p:.1g})")
+        for hits, n in sums:
+            p = fisher_exact([[ref, ref_n - ref], [hits, n - hits]])[1]
+            cells.append(f"{hits}/{n} (p = {p:.1g})")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

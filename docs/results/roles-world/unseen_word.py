@@ -23,6 +23,8 @@ TEMPLATES = (
     "a yellow {w} on a red background at the right",
     "a {w} on a red background at the right",
     "a {w} on a green background",
+    "a yellow {w} on a blue background",
+    "a yellow {w} on a white background",
     "a {w} at the top",
 )
 WORDS = 32
