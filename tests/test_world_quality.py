@@ -79,7 +79,7 @@ def unseen_word_keeps_its_object(pipe) -> bool:
     """With an unseen word in the shape's place, as a learnt token stands in an edit prompt, the
     world still draws an object, in the colour the prompt gives it: "a {w} on a red background at
     the right" has an object and "a yellow {w} on ..." a yellow one in >= 0.85 of 32 words each
-    (shipped 31/32 and 32/32; the roles phase, which teaches unseen words as role markers, 10/32
+    (shipped 31/32 and 32/32; the roles phase, whose captions mark roles with unseen words, 10/32
     and 21/32, and halves the grid's `edit_identity`: docs/results/2026-12-05-roles-world.md)."""
     words = unseen_words(pipe.tokenizer, UNSEEN_WORDS)
     plain = quality.sample(

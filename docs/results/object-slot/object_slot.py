@@ -52,29 +52,40 @@ class ObjectSlotLanguage(RoleLanguage):
         return text if any(b.search(replaced) for b in self.banned) else replaced
 
 
-def train(world: Path, share: float, seed: int, steps: int) -> dict:
-    ObjectSlotLanguage.share = share
+def train_phase(world: Path, language_class, part: str, seed: int, steps: int, **facts) -> dict:
+    """The shipped world's language phase continued for `steps` on `language_class`'s captions,
+    in place; its record written to `world / f"{part}.json"`, beside `facts`."""
     config = dataclasses.replace(TrainConfig(seed=seed), language_steps=steps)
     start = time.time()
-    record = train_language(world, config, language_class=ObjectSlotLanguage, part="object_slot")
-    report = {"share": share, "seed": seed, "steps": steps, "record": record}
+    record = train_language(world, config, language_class=language_class, part=part)
+    report = {**facts, "seed": seed, "steps": steps, "record": record}
     report["seconds"] = round(time.time() - start, 1)
-    (world / "object_slot.json").write_text(json.dumps(report, indent=2) + "\n")
+    (world / f"{part}.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The probe's command line and its `train` command (--world, --seed, --steps, --threads)."""
+    parser = argparse.ArgumentParser(description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train")
     tr.add_argument("--world", type=Path, required=True)
-    tr.add_argument("--share", type=float, default=SHARE)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--threads", type=int, default=2)
+    return parser, tr
+
+
+def main() -> None:
+    parser, tr = train_parser(__doc__.splitlines()[0])
+    tr.add_argument("--share", type=float, default=SHARE)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(json.dumps(train(args.world, args.share, args.seed, args.steps), indent=2))
+    ObjectSlotLanguage.share = args.share
+    report = train_phase(
+        args.world, ObjectSlotLanguage, "object_slot", args.seed, args.steps, share=args.share
+    )
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
