@@ -8,7 +8,7 @@ words; the rest of the pool (and the quality test's unseen-word draw) stays unse
 of the roles phase is its cue, the object's colour nearest the shape, and markers the world
 knows: held-out phrasings mark their roles with words it has never seen.
 
-    python docs/results/known-markers/known_markers.py train --world W [--seed 0] [--threads 2]
+    python docs/results/known-markers/known_markers.py train --world W [--no-cue] [--seed 0]
 
 `W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
 """
@@ -26,7 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 
 from object_slot import train_parser, train_phase  # noqa: E402  (object-slot/object_slot.py)
 
-from ptibench.world.role_language import RoleLanguage, unseen_words  # noqa: E402
+from ptibench.world.role_language import (  # noqa: E402
+    NoisyLanguage,
+    RoleLanguage,
+    unseen_words,
+)
 
 MARKERS = 24
 """How many words of the noise pool the captions use as markers."""
@@ -50,13 +54,22 @@ class KnownMarkerLanguage(RoleLanguage):
         self.pool = marker_words(tokenizer, self.pool)
 
 
+class KnownMarkerNoCueLanguage(NoisyLanguage):
+    """The same markers without the cue: noise-word captions, the object's colour anywhere."""
+
+    def __init__(self, tokenizer, *args, **kwargs):
+        super().__init__(tokenizer, *args, **kwargs)
+        self.pool = marker_words(tokenizer, self.pool)
+
+
 def main() -> None:
-    parser, _ = train_parser(__doc__.splitlines()[0])
+    parser, tr = train_parser(__doc__.splitlines()[0])
+    tr.add_argument("--no-cue", action="store_true", help="noise-word captions without the cue")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    report = train_phase(
-        args.world, KnownMarkerLanguage, "known_markers", args.seed, args.steps, markers=MARKERS
-    )
+    language = KnownMarkerNoCueLanguage if args.no_cue else KnownMarkerLanguage
+    facts = {"markers": MARKERS, "cue": not args.no_cue}
+    report = train_phase(args.world, language, "known_markers", args.seed, args.steps, **facts)
     print(json.dumps(report, indent=2))
 
 
