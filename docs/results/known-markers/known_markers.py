@@ -1,8 +1,9 @@
 """Probe: role-word captions whose markers are a fixed set of words, not any unseen word.
 
 The roles phase marks the background and the position with words drawn from the whole pool of
-vocabulary no caption uses, so the world learns that an unseen word marks a role, and then reads
-a textual-inversion token as one (docs/results/2026-12-05-roles-world.md). Here the markers come
+vocabulary no caption uses; its write-up explained the learnt concept it costs by that: the world
+would learn that an unseen word marks a role and read a textual-inversion token as one
+(docs/results/2026-12-05-roles-world.md). This probe tests that explanation. Here the markers come
 from a fixed draw of `MARKERS` words of that pool, which the captions therefore teach as known
 words; the rest of the pool (and the quality test's unseen-word draw) stays unseen. What is left
 of the roles phase is its cue, the object's colour nearest the shape, and markers the world
@@ -46,20 +47,20 @@ def marker_words(tokenizer, pool: list[str]) -> list[str]:
     return sorted(free[i] for i in picks)
 
 
-class KnownMarkerLanguage(RoleLanguage):
-    """Role-word captions whose noise words come from `marker_words` only."""
+class KnownMarkers:
+    """Mixed in before a noise-word language: its noise words come from `marker_words` only."""
 
     def __init__(self, tokenizer, *args, **kwargs):
         super().__init__(tokenizer, *args, **kwargs)
         self.pool = marker_words(tokenizer, self.pool)
 
 
-class KnownMarkerNoCueLanguage(NoisyLanguage):
+class KnownMarkerLanguage(KnownMarkers, RoleLanguage):
+    """Role-word captions (the cue kept) with the fixed markers."""
+
+
+class KnownMarkerNoCueLanguage(KnownMarkers, NoisyLanguage):
     """The same markers without the cue: noise-word captions, the object's colour anywhere."""
-
-    def __init__(self, tokenizer, *args, **kwargs):
-        super().__init__(tokenizer, *args, **kwargs)
-        self.pool = marker_words(tokenizer, self.pool)
 
 
 def main() -> None:
