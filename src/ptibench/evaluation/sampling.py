@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ptibench.models.bundle import ModelBundle, autocast, pipe_inputs
+from ptibench.models.bundle import ModelBundle, pipe_inputs, sampling_autocast
 from ptibench.spec import EvalConfig
 
 
@@ -84,7 +84,7 @@ def generate_rows(
         generators = [torch.Generator(device).manual_seed(s) for s in seeds[start : start + chunk]]
         if route is not None:
             route(sample_labels[start : start + chunk])
-        with autocast(device, bundle.dtype):
+        with sampling_autocast(device, bundle.dtype):
             result = pipe(
                 **pipe_inputs(bundle, cond, uncond.expand(len(cond), -1, -1)),
                 num_inference_steps=config.sample_steps,

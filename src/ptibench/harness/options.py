@@ -43,7 +43,7 @@ def add_session_options(add) -> None:
         action="store_true",
         default=False,
         help="with --update-baselines: also replace entries recorded under another world or "
-        "method version, device, dtype or compiled training",
+        "method version, device, dtype, compiled training or sampler precision",
     )
     add(
         "--ptibench-no-confirm",

@@ -432,6 +432,7 @@ def recorded_context(config, result) -> dict[str, Any]:
         "threads": env.get("threads"),
         "compiled": bool(env.get("compiled", False)),
         "deterministic": bool(env.get("deterministic", False)),
+        "sample_dtype": env.get("sample_dtype", env.get("dtype")),
         "world_version": env.get("world_version"),
         "method_version": env.get("method_key"),
         "versions": {**versions(), **env.get("versions", {})},

@@ -14,6 +14,7 @@ import warnings
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from ptibench.case_options import sample_dtype
 from ptibench.errors import PtibenchError
 from ptibench.models.config import WorldConfig
 
@@ -25,6 +26,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
     if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
         return torch.autocast("cuda", dtype=dtype)
     return contextlib.nullcontext()
+
+
+def sampling_autocast(device: torch.device, dtype: torch.dtype):
+    """The evaluation sampler's precision: the world's own (`autocast`), or bfloat16 autocast
+    for a float32 world when asked (case_options.SAMPLE_DTYPE_ENV). Training never uses it."""
+    if dtype == torch.float32 and sample_dtype() == "bfloat16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return autocast(device, dtype)
 
 
 def placeholder_token_ids(

@@ -20,10 +20,10 @@ Keys are lr values (`5e-03`), not node ids, so renaming a test or changing the g
 `<settings>` spells every other spec field that changes the numbers (steps, batch size, pivot
 lr, the sampler's settings; `settings_key`), so a 5-step smoke run records entries of its own
 beside the 1000-step ones instead of replacing them. The world and method versions, device,
-dtype and compiled training are recorded with each entry: `--update-baselines` refuses to
-replace an entry recorded under others unless forced (`update(..., force=True)`), and a
-failing check names them (`what_changed`). Version 1 and 2 files are read as version 3 and
-rewritten as such on the next update.
+dtype, compiled training and the sampler's precision are recorded with each entry:
+`--update-baselines` refuses to replace an entry recorded under others unless forced
+(`update(..., force=True)`), and a failing check names them (`what_changed`). Version 1 and 2
+files are read as version 3 and rewritten as such on the next update.
 
 **Tolerances from the seed spread.** Where an lr has two or more training seeds recorded (with
 `--seeds 3 --update-baselines`), a case is checked against the summary, whatever its own seed:
@@ -636,16 +636,26 @@ EXPLAINING_FIELDS = (
     "threads",
     "compiled",
     "deterministic",
+    "sample_dtype",
 )
 RECORDED_DEFAULTS = {"compiled": False, "deterministic": False}
-"""Fields that baselines recorded before the field existed had this value."""
+"""Fields that baselines recorded before the field existed had this value (`sample_dtype`:
+the world's dtype, see `_as_recorded`)."""
+
+
+def _as_recorded(context: Mapping[str, Any]) -> dict[str, Any]:
+    """A recording context with the fields it predates filled in as they were then."""
+    filled = {**RECORDED_DEFAULTS, **context}
+    filled.setdefault("sample_dtype", filled.get("dtype"))
+    return filled
 
 
 def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What differs between the baseline's recording context and this run's (versions, device,
-    world and method versions, compiled training, deterministic CUDA kernels), as one line; ''
+    world and method versions, compiled training, deterministic CUDA kernels, the sampler's
+    precision), as one line; ''
     when nothing differs."""
-    recorded, now = {**RECORDED_DEFAULTS, **recorded}, {**RECORDED_DEFAULTS, **now}
+    recorded, now = _as_recorded(recorded), _as_recorded(now)
     changes = [
         f"{name} {recorded[name]} -> {now.get(name)}"
         for name in EXPLAINING_FIELDS
@@ -690,10 +700,17 @@ def make_entry(
     }
 
 
-GUARDED_FIELDS = ("world_version", "method_version", "device", "dtype", "compiled")
+GUARDED_FIELDS = (
+    "world_version",
+    "method_version",
+    "device",
+    "dtype",
+    "compiled",
+    "sample_dtype",
+)
 """What an entry was recorded under besides its spec: replacing an entry recorded under other
-values of these takes `force` (the numbers would come from another world, method, device or
-kind of training)."""
+values of these takes `force` (the numbers would come from another world, method, device, kind
+of training or sampler precision)."""
 
 
 class BaselineConflict(PtibenchError):
@@ -701,7 +718,7 @@ class BaselineConflict(PtibenchError):
 
 
 def _guarded(recorded: Mapping[str, Any], name: str) -> Any:
-    value = {**RECORDED_DEFAULTS, **recorded}.get(name)
+    value = _as_recorded(recorded).get(name)
     return value.split(":")[0] if name == "device" and isinstance(value, str) else value
 
 

@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ptibench.case_options import sample_dtype
 from ptibench.concept import concept_folder
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_json, ensure_dir, file_lock, publish_dir, read_json
@@ -119,6 +120,15 @@ class Entry:
         return self.root / ".locks" / f"{self.name}.lock"
 
 
+SAMPLED_BF16 = "-bf16sampled"
+"""The name suffix of a case entry whose evaluation sampled in bfloat16."""
+
+
+def _training_name(spec: CaseSpec, world_version: str, method) -> str:
+    name = f"{case_key(spec)}-{world_version}-{method_version(method)}-{code_version()}"
+    return name + ("-compiled" if compiling.enabled() else "")
+
+
 class ResultCache:
     def __init__(self, root: Path | None = None):
         self.root = Path(root) if root is not None else default_cache_dir()
@@ -126,13 +136,15 @@ class ResultCache:
     def entry(self, spec: CaseSpec, world_version: str, method) -> Entry:
         """A compiled run (PTIBENCH_COMPILE) gets entries of its own: its float rounding differs,
         and near divergence a 1000-step run amplifies that into different metrics. (A world
-        config's `compile = true` is already part of its world version.)"""
-        name = f"{case_key(spec)}-{world_version}-{method_version(method)}-{code_version()}"
-        return Entry(self.root, name + ("-compiled" if compiling.enabled() else ""), spec)
+        config's `compile = true` is already part of its world version.) So does a run that
+        samples in bfloat16 (SAMPLE_DTYPE_ENV): some of its images differ."""
+        name = _training_name(spec, world_version, method)
+        return Entry(self.root, name + (SAMPLED_BF16 if sample_dtype() == "bfloat16" else ""), spec)
 
     def pivot_path(self, pivot_spec: CaseSpec, world_version: str, method) -> Path:
-        """Where the stage-1 embedding of `pivot_spec` is shared as a stage-2 pivot."""
-        name = self.entry(pivot_spec, world_version, method).name
+        """Where the stage-1 embedding of `pivot_spec` is shared as a stage-2 pivot (training
+        only: runs that sample in other precisions share it)."""
+        name = _training_name(pivot_spec, world_version, method)
         return self.root / PIVOTS_DIR / name / "learned_embeds.safetensors"
 
     def lock(self, entry: Entry):
@@ -140,13 +152,16 @@ class ResultCache:
 
     def base_path(self, spec: CaseSpec, world_version: str) -> Path:
         """Where the base model's context copies for `spec`'s world, concept and evaluation
-        settings are kept: the name covers them, the concept folder's content and the code."""
+        settings are kept: the name covers them, the concept folder's content, the code and a
+        sampler precision other than float32."""
+        precision = sample_dtype()
         blob = "|".join(
             (
                 spec.world,
                 world_version,
                 tree_digest(concept_folder(spec.concept)),
                 repr(spec.eval),
+                *(() if precision == "float32" else (precision,)),
                 code_version(),
             )
         )
@@ -201,7 +216,7 @@ class ResultCache:
 
 ENTRY_NAME = re.compile(
     r"(?P<case>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<method>[0-9a-f]{8})"
-    r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?"
+    r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?(?P<sampled>-bf16sampled)?"
 )
 BASE_NAME = re.compile(r"(?P<key>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<code>[0-9a-f]{8})\.json")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ptibench.case_options import deterministic
+from ptibench.case_options import deterministic, sample_dtype
 from ptibench.concept import load_concept
 from ptibench.errors import PtibenchError
 from ptibench.evaluation.evaluate import evaluate
@@ -57,6 +57,7 @@ def environment(spec: CaseSpec, world, version: str, method, device) -> dict[str
         "threads": torch.get_num_threads(),
         "compiled": compiling.enabled(world),
         "deterministic": torch.device(device).type == "cuda" and deterministic(),
+        "sample_dtype": sample_dtype(world.dtype),
         "seed": spec.seed,
         "git_commit": package_commit(),
         "world": world.name,

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ptibench.case_options import DETERMINISTIC_ENV, DEVICE_ENV
+from ptibench.case_options import DETERMINISTIC_ENV, DEVICE_ENV, SAMPLE_DTYPE_ENV
 from ptibench.errors import PtibenchError
 from ptibench.io import atomic_write_bytes
 from ptibench.models.registry import register_world, resolve_world
@@ -38,6 +38,7 @@ SETTINGS_ENV = (
     GROUP_SAMPLING_ENV,
     DEVICE_ENV,
     DETERMINISTIC_ENV,
+    SAMPLE_DTYPE_ENV,
     "PTIBENCH_FIXTURES",
 )
 """Environment variables that change what a case computes, how it is grouped or where its
