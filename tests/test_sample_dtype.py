@@ -133,6 +133,9 @@ def test_baselines_name_and_guard_the_precision():
     assert what_changed(older, same) == recorded_differently(older, same) == ""
     half = {"device": "cuda:0", "dtype": "bfloat16"}
     assert what_changed(half, {**half, "sample_dtype": "bfloat16"}) == ""
+    moved = {"device": "cpu", "dtype": "float32", "sample_dtype": "float32"}
+    assert what_changed(half, moved) == "device cuda:0 -> cpu; dtype bfloat16 -> float32"
+    assert recorded_differently(half, moved) == "device cuda -> cpu; dtype bfloat16 -> float32"
 
 
 def test_results_record_the_precision(monkeypatch):

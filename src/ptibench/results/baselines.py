@@ -650,6 +650,14 @@ def _as_recorded(context: Mapping[str, Any]) -> dict[str, Any]:
     return filled
 
 
+def _said_by_dtype(name: str, recorded: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
+    """Whether a difference in `name` only repeats the dtype's: both sides sample in their
+    world's own dtype."""
+    return name == "sample_dtype" and all(
+        side.get("sample_dtype") == side.get("dtype") for side in (recorded, now)
+    )
+
+
 def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What differs between the baseline's recording context and this run's (versions, device,
     world and method versions, compiled training, deterministic CUDA kernels, the sampler's
@@ -659,7 +667,9 @@ def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     changes = [
         f"{name} {recorded[name]} -> {now.get(name)}"
         for name in EXPLAINING_FIELDS
-        if recorded.get(name) is not None and recorded.get(name) != now.get(name)
+        if recorded.get(name) is not None
+        and recorded.get(name) != now.get(name)
+        and not _said_by_dtype(name, recorded, now)
     ]
     old_versions, new_versions = recorded.get("versions") or {}, now.get("versions") or {}
     changes += [
@@ -731,6 +741,7 @@ def recorded_differently(stored: Mapping[str, Any], now: Mapping[str, Any]) -> s
         if _guarded(stored, name) is not None
         and _guarded(now, name) is not None
         and _guarded(stored, name) != _guarded(now, name)
+        and not _said_by_dtype(name, _as_recorded(stored), _as_recorded(now))
     ]
     return "; ".join(changes)
 
