@@ -341,6 +341,24 @@ def test_what_changed_names_compiled_training_against_an_eager_baseline():
     assert what_changed(older, {"device": "cpu", "compiled": False}) == ""
 
 
+def test_what_changed_names_another_cpu_model_and_never_guards_it(tmp_path):
+    from ptibench.provenance import cpu_model
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+        "model name\t: AMD EPYC 9R14\n\nprocessor\t: 1\nmodel name\t: other\n"
+    )
+    amd = cpu_model.__wrapped__(info)
+    assert amd == "AMD EPYC 9R14 (family 25, model 17)"
+    assert cpu_model.__wrapped__(tmp_path / "absent")  # no /proc/cpuinfo: still a name
+    older = {"device": "cpu"}  # recorded before baselines named the CPU
+    assert what_changed(older, {"device": "cpu", "cpu": amd}) == ""
+    recorded, now = {"device": "cpu", "cpu": amd}, {"device": "cpu", "cpu": "Intel Xeon"}
+    assert what_changed(recorded, now) == f"cpu {amd} -> Intel Xeon"
+    assert baselines.recorded_differently(recorded, now) == ""
+
+
 def test_what_changed_names_deterministic_kernels_against_a_baseline_recorded_without():
     older = {"device": "cuda:0"}  # recorded before baselines said whether kernels were fixed
     now = {"device": "cuda:0", "deterministic": True}

@@ -39,9 +39,30 @@ def machine_info() -> dict[str, Any]:
         "release": platform.release(),
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
     }
+
+
+@functools.cache
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name with its family/model numbers where Linux tells them (two CPUs of
+    one marketing name can differ), else platform.processor(): a CPU float32 run reproduces a
+    chaotic lr's numbers only on the CPU kind that recorded them."""
+    fields: dict[str, str] = {}
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+            if not line.strip():
+                break
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def commit_info(root: Path) -> dict[str, Any]:

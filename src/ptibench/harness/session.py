@@ -428,6 +428,7 @@ def recorded_context(config, result) -> dict[str, Any]:
     env = dict(result.environment or {})
     return {
         "device": env.get("device", "cpu"),
+        "cpu": env.get("cpu"),
         "dtype": env.get("dtype"),
         "threads": env.get("threads"),
         "compiled": bool(env.get("compiled", False)),

@@ -632,6 +632,7 @@ EXPLAINING_FIELDS = (
     "world_version",
     "method_version",
     "device",
+    "cpu",
     "dtype",
     "threads",
     "compiled",
@@ -660,9 +661,8 @@ def _said_by_dtype(name: str, recorded: Mapping[str, Any], now: Mapping[str, Any
 
 def what_changed(recorded: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What differs between the baseline's recording context and this run's (versions, device,
-    world and method versions, compiled training, deterministic CUDA kernels, the sampler's
-    precision), as one line; ''
-    when nothing differs."""
+    CPU model, world and method versions, compiled training, deterministic CUDA kernels, the
+    sampler's precision), as one line; '' when nothing differs."""
     recorded, now = _as_recorded(recorded), _as_recorded(now)
     changes = [
         f"{name} {recorded[name]} -> {now.get(name)}"

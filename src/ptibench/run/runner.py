@@ -31,7 +31,7 @@ from ptibench.models.artifacts import save_embedding, save_learned_embeds, save_
 from ptibench.models.loading import load_bundle, world_version
 from ptibench.models.metric_models import load_metric_models
 from ptibench.models.registry import resolve_world
-from ptibench.provenance import package_commit, versions
+from ptibench.provenance import cpu_model, package_commit, versions
 from ptibench.run.cache import ResultCache, code_version, method_version
 from ptibench.run.curves import Tracker
 from ptibench.run.pretrain import discard_trained, group_trainable, load_trained, pretrain
@@ -53,6 +53,7 @@ def environment(spec: CaseSpec, world, version: str, method, device) -> dict[str
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
+        "cpu": cpu_model() if torch.device(device).type == "cpu" else None,
         "dtype": world.dtype,
         "threads": torch.get_num_threads(),
         "compiled": compiling.enabled(world),
