@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ptibench.grids import PRESETS
+
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gpu_perf.py"
+
+WEIGHT_ATOL_IN_LR = 5e-2
+"""As in test_stacked_lora: in Adam's first steps a gradient near zero still moves its weight by
+about lr, so a last-bit difference there shows as a share of lr (2.2e-4 at LoRA lr 1e-2 after two
+steps on an Intel Xeon with AMX, under 1e-4 on an AMD EPYC), not as rounding."""
 
 
 def test_toy_run_writes_every_figure_and_group_runs_agree(tmp_path):
@@ -33,4 +40,9 @@ def test_toy_run_writes_every_figure_and_group_runs_agree(tmp_path):
     for grid in (f for f in figures if f["figure"].startswith("grid")):
         assert grid["k"] == (7 if grid["stage"] == "inversion" else 6)
         assert grid["sequential_s"] > 0 and grid["group_s"] > 0
-        assert all(d is not None and d <= 1e-4 for d in grid["max_abs_diff_per_lr"]), grid
+        lrs = PRESETS["default"][grid["stage"]] * grid["seeds"]
+        diffs = grid["max_abs_diff_per_lr"]
+        assert all(
+            d is not None and d <= 1e-4 + WEIGHT_ATOL_IN_LR * lr
+            for d, lr in zip(diffs, lrs, strict=True)
+        ), grid

@@ -13,7 +13,13 @@ from hypothesis import strategies as st
 from test_plugin_support import make_project, run
 
 from ptibench.assets import tiny_world_path
-from ptibench.case_options import DETERMINISTIC_ENV, DEVICE_ENV, apply_device, deterministic
+from ptibench.case_options import (
+    DETERMINISTIC_ENV,
+    DEVICE_ENV,
+    SAMPLE_DTYPE_ENV,
+    apply_device,
+    deterministic,
+)
 from ptibench.errors import PtibenchError
 from ptibench.grids import PRESETS, LrGrid, parse_lr_grid
 from ptibench.harness.fixture import without_options
@@ -137,9 +143,11 @@ def test_device_reaches_ray_tasks_with_the_other_settings():
 def test_deterministic_sets_its_variable_and_returns_what_to_restore(monkeypatch):
     monkeypatch.setenv(DEVICE_ENV, "cpu")
     monkeypatch.setenv(DETERMINISTIC_ENV, "0")
+    monkeypatch.delenv(SAMPLE_DTYPE_ENV, raising=False)
     assert not deterministic()
     unchanged = apply_device(argparse.Namespace(device=None, deterministic=False))
-    assert unchanged == {DEVICE_ENV: "cpu", DETERMINISTIC_ENV: "0"} and not deterministic()
+    assert unchanged == {DEVICE_ENV: "cpu", DETERMINISTIC_ENV: "0", SAMPLE_DTYPE_ENV: None}
+    assert not deterministic()
     apply_device(argparse.Namespace(device="cuda", deterministic=True))
     assert os.environ[DEVICE_ENV] == "cuda" and deterministic()
 
