@@ -29,6 +29,14 @@ from ptibench.training.methods import get_method
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _no_sample_dtype(monkeypatch):
+    """Each test starts with SAMPLE_DTYPE_ENV unset and leaves it as it found it, also where
+    apply_device sets it behind monkeypatch's back."""
+    monkeypatch.setenv(SAMPLE_DTYPE_ENV, "float32")
+    monkeypatch.delenv(SAMPLE_DTYPE_ENV)
+
+
 def _autocast_seen(bundle, work) -> list[tuple[bool, torch.dtype]]:
     """(autocast on?, its dtype) as the UNet saw them at each forward call of `work()`."""
     seen = []
