@@ -216,7 +216,8 @@ class ResultCache:
 
 ENTRY_NAME = re.compile(
     r"(?P<case>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<method>[0-9a-f]{8})"
-    r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?(?P<sampled>-bf16sampled)?"
+    r"(?:-(?P<code>[0-9a-f]{8}))?(?P<compiled>-compiled)?"
+    rf"(?P<sampled>{re.escape(SAMPLED_BF16)})?"
 )
 BASE_NAME = re.compile(r"(?P<key>[0-9a-f]{16})-(?P<world>[0-9a-f]{8})-(?P<code>[0-9a-f]{8})\.json")
 
