@@ -37,9 +37,6 @@ LONE_OBJECT_COLOUR_SHARE = 0.7
 """`--lone`: the share of segment captions that name the object's colour. Over all captions a
 lone colour is then the background's in 0.52 of them (roles: 0.28; the language's own: 0.41)."""
 
-JOINS = (", ", "; ", " and ", " ")
-"""How the segments of a noise-word caption are joined (as NoisyLanguage joins them)."""
-
 
 class BalancedRoleLanguage(RoleLanguage):
     """Role-word captions whose object segment ends, behind a link, in the object's colour or,
@@ -78,33 +75,21 @@ class BalancedRoleLanguage(RoleLanguage):
         else:
             parts = [caption_language._object_phrase(attrs, keep["size"], True, rng)]
         names = ("position",) if background_after else ("background", "position")
-        return self.joined(parts, attrs, keep, names, rng)
+        return self.with_marked(parts, attrs, keep, names, rng)
 
     def colourless_segments(self, attrs, keep, rng: np.random.Generator) -> str:
         """A segment caption that leaves the object's colour out: a colour it names is the
         background's, wherever it stands."""
         parts = [caption_language._object_phrase(attrs, keep["size"], False, rng)]
-        return self.joined(parts, attrs, keep, ("background", "position"), rng)
+        return self.with_marked(parts, attrs, keep, ("background", "position"), rng)
 
-    def joined(self, parts, attrs, keep, names, rng: np.random.Generator) -> str:
-        """`parts` and the marked segments of `names` (where kept), in a random order."""
+    def with_marked(self, parts, attrs, keep, names, rng: np.random.Generator) -> str:
+        """`parts` and the marked segments of `names` (where kept), joined in a random order."""
         parts = list(parts)
         for name in names:
             if keep[name]:
-                word = getattr(attrs, name)
-                form = int(rng.integers(3))
-                parts.append(
-                    (
-                        f"{word} {self.noise(rng)}",
-                        f"{self.noise(rng)} {word}",
-                        f"{self.noise(rng)} {word} {self.noise(rng)}",
-                    )[form]
-                )
-        order = rng.permutation(len(parts))
-        text = parts[order[0]]
-        for i in order[1:]:
-            text += JOINS[int(rng.integers(len(JOINS)))] + parts[i]
-        return text
+                parts.append(self.marked(getattr(attrs, name), rng))
+        return self.joined(parts, rng)
 
 
 def main() -> None:

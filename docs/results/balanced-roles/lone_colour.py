@@ -10,15 +10,18 @@ exact test (two-sided) of the lost objects against the first world's.
 
 from __future__ import annotations
 
-import argparse
+import sys
 from pathlib import Path
 
-import torch
 from scipy.stats import fisher_exact
 
-from ptibench.world import quality
-from ptibench.world.oracle import read
-from ptibench.world.render import COLOURS, SHAPES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
+
+from unseen_word import parse_worlds  # noqa: E402  (roles-world/unseen_word.py)
+
+from ptibench.world import quality  # noqa: E402
+from ptibench.world.oracle import read  # noqa: E402
+from ptibench.world.render import COLOURS, SHAPES  # noqa: E402
 
 TEMPLATES = (
     "a {shape} on a {background} background",
@@ -45,12 +48,7 @@ def tally(pipe, template: str) -> tuple[int, int, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("worlds", nargs="+", help="NAME=FOLDER")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    worlds = dict(item.split("=", 1) for item in args.worlds)
+    worlds = parse_worlds(__doc__.splitlines()[0])
     print("| template | world | object lost | no object read | object in the named colour |")
     print("|---|---|---|---|---|")
     counts = {}

@@ -30,13 +30,18 @@ TEMPLATES = (
 WORDS = 32
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_worlds(description: str) -> dict[str, str]:
+    """The probes' command line: NAME=FOLDER worlds (in order) and --threads, which it applies."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("worlds", nargs="+", help="NAME=FOLDER")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    worlds = dict(item.split("=", 1) for item in args.worlds)
+    return dict(item.split("=", 1) for item in args.worlds)
+
+
+def main() -> None:
+    worlds = parse_worlds(__doc__.splitlines()[0])
     first = Path(next(iter(worlds.values())))
     words = unseen_words(CLIPTokenizer.from_pretrained(first / "pipeline" / "tokenizer"), WORDS)
     print("| world | prompt | no object | object colours (most common) |")

@@ -111,15 +111,20 @@ class NoisyLanguage(CaptionLanguage):
         parts = [self.object_segment(attrs, keep["size"], keep["colour"], rng)]
         for name in ("background", "position"):
             if keep[name]:
-                word = getattr(attrs, name)
-                form = int(rng.integers(3))
-                parts.append(
-                    (
-                        f"{word} {self.noise(rng)}",
-                        f"{self.noise(rng)} {word}",
-                        f"{self.noise(rng)} {word} {self.noise(rng)}",
-                    )[form]
-                )
+                parts.append(self.marked(getattr(attrs, name), rng))
+        return self.joined(parts, rng)
+
+    def marked(self, word: str, rng: np.random.Generator) -> str:
+        """`word` as a segment of its own, marked by noise words before, after or around it."""
+        form = int(rng.integers(3))
+        return (
+            f"{word} {self.noise(rng)}",
+            f"{self.noise(rng)} {word}",
+            f"{self.noise(rng)} {word} {self.noise(rng)}",
+        )[form]
+
+    def joined(self, parts: list[str], rng: np.random.Generator) -> str:
+        """`parts` in a random order, joined by commas, semicolons, "and" or spaces."""
         order = rng.permutation(len(parts))
         joins = (", ", "; ", " and ", " ")
         text = parts[order[0]]
