@@ -1,0 +1,105 @@
+"""Probe: segment captions whose roles are marked by the caption language's own words only.
+
+Every caption variant that lifted background and colour under held-out phrasings (roles, object
+slot, known markers with and without the cue, balanced, lone) lost a learnt concept in the
+default grid's edits that name a background, and what they share is the segment captions marked
+by words outside the language (docs/results/2026-12-05-balanced-roles.md). Here the segment
+captions stay (object, background and position in any order, the cue kept) but each role is
+marked by words the language already uses for it ("blue background", "background blue", "blue
+behind it", "plain blue", "at the left", "placed left"), and no caption holds a word outside
+the language: nothing teaches the world that a word it cannot read marks a role, or that an
+unfamiliar word beside a colour makes that colour the background's.
+
+    python docs/results/known-roles/known_roles.py train --world W [--seed 0]
+
+`W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
+
+from object_slot import train_parser, train_phase  # noqa: E402  (object-slot/object_slot.py)
+
+from ptibench.world import language as caption_language  # noqa: E402
+from ptibench.world.render import COLOURS  # noqa: E402
+from ptibench.world.role_language import (  # noqa: E402
+    NOISE_SHARE,
+    RoleLanguage,
+    language_words,
+    object_colour_is_nearest,
+)
+
+BACKGROUND_SEGMENTS = (
+    "{w} background",
+    "background {w}",
+    "{w} behind it",
+    "{w} all around",
+    "plain {w}",
+)
+"""A background segment, in the language's own words (a caption may not open with "{colour}
+background": a held-out construction, so such a draw is redrawn)."""
+
+POSITION_SEGMENTS = ("at the {w}", "towards the {w}", "near the {w}", "placed {w}", "{w}")
+"""A position segment, in the language's own words."""
+
+
+class KnownRoleLanguage(RoleLanguage):
+    """Segment captions (a `NOISE_SHARE` of all) marked by known role words; the other captions
+    are the language's own, with nothing inserted; the cue holds in every caption."""
+
+    def __call__(self, attrs, rng: np.random.Generator) -> str:
+        while True:
+            if rng.random() < NOISE_SHARE:
+                text = self.segments(attrs, rng)
+            else:
+                text = caption_language.draw_caption(attrs, rng)
+            if (
+                len(self.tokenizer.tokenize(text)) <= self.max_tokens
+                and not any(b.search(text) for b in self.banned)
+                and object_colour_is_nearest(text, attrs)
+            ):
+                return text
+
+    def marked(self, word: str, rng: np.random.Generator) -> str:
+        forms = BACKGROUND_SEGMENTS if word in COLOURS else POSITION_SEGMENTS
+        return forms[int(rng.integers(len(forms)))].format(w=word)
+
+    def object_segment(self, attrs, size: bool, colour: bool, rng: np.random.Generator) -> str:
+        """The object phrase with its colour before the shape or just after it, behind a comma."""
+        if rng.random() < 0.5:
+            return caption_language._object_phrase(attrs, size, True, rng)
+        return caption_language._object_phrase(attrs, size, False, rng) + ", " + attrs.colour
+
+
+def outside_words(language: KnownRoleLanguage, attrs_list, rng, count: int) -> set[str]:
+    """Words of `count` drawn captions that are not the language's: its templates' and attribute
+    words and the "and" its joins use (none expected)."""
+    known = language_words() | {"and"}
+    seen: set[str] = set()
+    for i in range(count):
+        text = language(attrs_list[i % len(attrs_list)], rng)
+        seen |= {w.strip(",;") for w in text.split()}
+    return {w for w in seen if w and w not in known}
+
+
+def main() -> None:
+    parser, _ = train_parser(__doc__.splitlines()[0])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    facts = {"segment_share": NOISE_SHARE, "markers": "the language's own role words"}
+    report = train_phase(
+        args.world, KnownRoleLanguage, "known_roles", args.seed, args.steps, **facts
+    )
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
