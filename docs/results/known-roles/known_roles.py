@@ -10,7 +10,11 @@ behind it", "plain blue", "at the left", "placed left"), and no caption holds a 
 the language: nothing teaches the world that a word it cannot read marks a role, or that an
 unfamiliar word beside a colour makes that colour the background's.
 
-    python docs/results/known-roles/known_roles.py train --world W [--seed 0]
+    python docs/results/known-roles/known_roles.py train --world W [--slot 0.15] [--seed 0]
+
+`--slot SHARE` also puts an unseen word in the shape word's place in SHARE of the captions (as
+docs/results/object-slot/object_slot.py does, over an image that has the object): here an
+unfamiliar word is never a marker, only an object, as a learnt token is.
 
 `W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
 """
@@ -26,7 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 
-from object_slot import train_parser, train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
+    ObjectSlotLanguage,
+    train_parser,
+    train_phase,
+)
 
 from ptibench.world import language as caption_language  # noqa: E402
 from ptibench.world.render import COLOURS  # noqa: E402
@@ -35,6 +43,7 @@ from ptibench.world.role_language import (  # noqa: E402
     RoleLanguage,
     language_words,
     object_colour_is_nearest,
+    unseen_words,
 )
 
 BACKGROUND_SEGMENTS = (
@@ -49,6 +58,8 @@ background": a held-out construction, so such a draw is redrawn)."""
 
 POSITION_SEGMENTS = ("at the {w}", "towards the {w}", "near the {w}", "placed {w}", "{w}")
 """A position segment, in the language's own words."""
+GUARDED = 32
+"""The unseen-word probe's draw (role_language.unseen_words, seed 0): never in a caption."""
 
 
 class KnownRoleLanguage(RoleLanguage):
@@ -79,6 +90,16 @@ class KnownRoleLanguage(RoleLanguage):
         return caption_language._object_phrase(attrs, size, False, rng) + ", " + attrs.colour
 
 
+class KnownRoleSlotLanguage(ObjectSlotLanguage, KnownRoleLanguage):
+    """Known-role captions in which an unseen word (not one of the probe's `GUARDED` words)
+    stands in the shape word's place in `share` of them."""
+
+    def __init__(self, tokenizer, *args, **kwargs):
+        super().__init__(tokenizer, *args, **kwargs)
+        guarded = set(unseen_words(tokenizer, GUARDED))
+        self.pool = [w for w in self.pool if w not in guarded]
+
+
 def outside_words(language: KnownRoleLanguage, attrs_list, rng, count: int) -> set[str]:
     """Words of `count` drawn captions that are not the language's: its templates' and attribute
     words and the "and" its joins use (none expected)."""
@@ -91,13 +112,21 @@ def outside_words(language: KnownRoleLanguage, attrs_list, rng, count: int) -> s
 
 
 def main() -> None:
-    parser, _ = train_parser(__doc__.splitlines()[0])
+    parser, tr = train_parser(__doc__.splitlines()[0])
+    tr.add_argument(
+        "--slot",
+        type=float,
+        default=0.0,
+        help="share of captions with an unseen word in the shape's place",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     facts = {"segment_share": NOISE_SHARE, "markers": "the language's own role words"}
-    report = train_phase(
-        args.world, KnownRoleLanguage, "known_roles", args.seed, args.steps, **facts
-    )
+    language = KnownRoleLanguage
+    if args.slot:
+        KnownRoleSlotLanguage.share = args.slot
+        language, facts["slot_share"] = KnownRoleSlotLanguage, args.slot
+    report = train_phase(args.world, language, "known_roles", args.seed, args.steps, **facts)
     print(json.dumps(report, indent=2))
 
 
