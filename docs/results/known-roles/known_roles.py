@@ -42,7 +42,6 @@ from ptibench.world.role_language import (  # noqa: E402
     NOISE_SHARE,
     RoleLanguage,
     language_words,
-    object_colour_is_nearest,
     unseen_words,
 )
 
@@ -66,18 +65,7 @@ class KnownRoleLanguage(RoleLanguage):
     """Segment captions (a `NOISE_SHARE` of all) marked by known role words; the other captions
     are the language's own, with nothing inserted; the cue holds in every caption."""
 
-    def __call__(self, attrs, rng: np.random.Generator) -> str:
-        while True:
-            if rng.random() < NOISE_SHARE:
-                text = self.segments(attrs, rng)
-            else:
-                text = caption_language.draw_caption(attrs, rng)
-            if (
-                len(self.tokenizer.tokenize(text)) <= self.max_tokens
-                and not any(b.search(text) for b in self.banned)
-                and object_colour_is_nearest(text, attrs)
-            ):
-                return text
+    insert_share = 0.0
 
     def marked(self, word: str, rng: np.random.Generator) -> str:
         forms = BACKGROUND_SEGMENTS if word in COLOURS else POSITION_SEGMENTS

@@ -81,6 +81,10 @@ class NoisyLanguage(CaptionLanguage):
     """The caption language with noise-word captions (module docstring); no caption matches a
     pattern of `banned`."""
 
+    insert_share = INSERT_SHARE
+    """Share of the language's own captions that get a noise word inserted (0: none, and no
+    random draw for it)."""
+
     def __init__(self, tokenizer, max_tokens: int | None = None, banned=HELD_OUT):
         super().__init__(tokenizer, max_tokens)
         self.banned = tuple(banned)
@@ -92,7 +96,7 @@ class NoisyLanguage(CaptionLanguage):
                 text = self.segments(attrs, rng)
             else:
                 text = caption_language.draw_caption(attrs, rng)
-                if rng.random() < INSERT_SHARE:
+                if self.insert_share and rng.random() < self.insert_share:
                     words = text.split()
                     words.insert(int(rng.integers(len(words) + 1)), self.noise(rng))
                     text = " ".join(words)
