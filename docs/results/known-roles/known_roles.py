@@ -10,11 +10,15 @@ behind it", "plain blue", "at the left", "placed left"), and no caption holds a 
 the language: nothing teaches the world that a word it cannot read marks a role, or that an
 unfamiliar word beside a colour makes that colour the background's.
 
-    python docs/results/known-roles/known_roles.py train --world W [--slot 0.15] [--seed 0]
+    python docs/results/known-roles/known_roles.py train --world W [--slot 0.15 | --conditional]
+        [--seed 0]
 
 `--slot SHARE` also puts an unseen word in the shape word's place in SHARE of the captions (as
 docs/results/object-slot/object_slot.py does, over an image that has the object): here an
-unfamiliar word is never a marker, only an object, as a learnt token is.
+unfamiliar word is never a marker, only an object, as a learnt token is. `--conditional` keeps
+the roles phase's noise-word markers in captions that name the shape and puts an unseen word in
+the shape's place in `SLOT_SHARE` of them, marked by known role words only: an unfamiliar word
+marks a role only beside a shape word the world can read.
 
 `W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
 """
@@ -57,6 +61,8 @@ background": a held-out construction, so such a draw is redrawn)."""
 
 POSITION_SEGMENTS = ("at the {w}", "towards the {w}", "near the {w}", "placed {w}", "{w}")
 """A position segment, in the language's own words."""
+SLOT_SHARE = 0.15
+"""`--slot` / `--conditional`: the share of captions with an unseen word in the shape's place."""
 GUARDED = 32
 """The unseen-word probe's draw (role_language.unseen_words, seed 0): never in a caption."""
 
@@ -88,6 +94,25 @@ class KnownRoleSlotLanguage(ObjectSlotLanguage, KnownRoleLanguage):
         self.pool = [w for w in self.pool if w not in guarded]
 
 
+class ConditionalMarkerLanguage(RoleLanguage):
+    """Role-word captions with noise-word markers wherever the shape is named; in `share` of
+    them an unseen word takes the shape's place and the roles are marked by known words only, so
+    an unfamiliar word marks a role only beside a shape word the world can read."""
+
+    share = SLOT_SHARE
+
+    def __init__(self, tokenizer, *args, **kwargs):
+        super().__init__(tokenizer, *args, **kwargs)
+        self.slotted = KnownRoleSlotLanguage(tokenizer, *args, **kwargs)
+        self.slotted.share = 1.0
+        self.pool = self.slotted.pool
+
+    def __call__(self, attrs, rng: np.random.Generator) -> str:
+        if rng.random() < self.share:
+            return self.slotted(attrs, rng)
+        return super().__call__(attrs, rng)
+
+
 def outside_words(language: KnownRoleLanguage, attrs_list, rng, count: int) -> set[str]:
     """Words of `count` drawn captions that are not the language's: its templates' and attribute
     words and the "and" its joins use (none expected)."""
@@ -107,11 +132,19 @@ def main() -> None:
         default=0.0,
         help="share of captions with an unseen word in the shape's place",
     )
+    tr.add_argument(
+        "--conditional",
+        action="store_true",
+        help="noise-word markers beside a shape word; known role words around a slot word",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     facts = {"segment_share": NOISE_SHARE, "markers": "the language's own role words"}
     language = KnownRoleLanguage
-    if args.slot:
+    if args.conditional:
+        language, facts["conditional_share"] = ConditionalMarkerLanguage, SLOT_SHARE
+        facts["markers"] = "noise words beside a shape word, known role words in slot captions"
+    elif args.slot:
         KnownRoleSlotLanguage.share = args.slot
         language, facts["slot_share"] = KnownRoleSlotLanguage, args.slot
     report = train_phase(args.world, language, "known_roles", args.seed, args.steps, **facts)
