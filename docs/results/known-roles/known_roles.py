@@ -33,12 +33,14 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
 
 from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
     ObjectSlotLanguage,
     train_parser,
     train_phase,
 )
+from unseen_word import WORDS as PROBE_WORDS  # noqa: E402  (roles-world/unseen_word.py)
 
 from ptibench.world import language as caption_language  # noqa: E402
 from ptibench.world.render import COLOURS  # noqa: E402
@@ -63,8 +65,6 @@ POSITION_SEGMENTS = ("at the {w}", "towards the {w}", "near the {w}", "placed {w
 """A position segment, in the language's own words."""
 SLOT_SHARE = 0.15
 """`--slot` / `--conditional`: the share of captions with an unseen word in the shape's place."""
-GUARDED = 32
-"""The unseen-word probe's draw (role_language.unseen_words, seed 0): never in a caption."""
 
 
 class KnownRoleLanguage(RoleLanguage):
@@ -85,12 +85,12 @@ class KnownRoleLanguage(RoleLanguage):
 
 
 class KnownRoleSlotLanguage(ObjectSlotLanguage, KnownRoleLanguage):
-    """Known-role captions in which an unseen word (not one of the probe's `GUARDED` words)
-    stands in the shape word's place in `share` of them."""
+    """Known-role captions in which an unseen word stands in the shape word's place in `share` of
+    them; the unseen-word probe's draw (`unseen_words(tokenizer, PROBE_WORDS)`) is never used."""
 
     def __init__(self, tokenizer, *args, **kwargs):
         super().__init__(tokenizer, *args, **kwargs)
-        guarded = set(unseen_words(tokenizer, GUARDED))
+        guarded = set(unseen_words(tokenizer, PROBE_WORDS))
         self.pool = [w for w in self.pool if w not in guarded]
 
 
