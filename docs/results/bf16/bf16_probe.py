@@ -3,7 +3,9 @@ it change?
 
 `unet`: the tiny UNet's training step (forward + backward, a trained input) and its sampling
 forward (no grad), float32 against `torch.autocast("cpu", torch.bfloat16)`, the median of 10
-timed repeats after 2 warm-ups, the two alternated twice and the faster round kept.
+timed repeats after 2 warm-ups, the two alternated twice and the faster round kept. The training
+step is also timed on a bfloat16 copy of the frozen UNet, its weights cast once
+(`bf16_weights_s`), as a frozen UNet allows: autocast casts each weight again at every call.
 
 `case`: one case (inversion, lr 5e-3, 1000 steps by default) run with its sampling in float32 and
 in bfloat16 autocast (every `generate_rows` call, the base model's leakage samples included),
@@ -20,6 +22,7 @@ Both run on one torch thread. CPU bfloat16 speed depends on the CPU (AVX512-BF16
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import subprocess
 import tempfile
@@ -52,16 +55,20 @@ def bf16(enabled: bool):
 
 def unet_timings() -> dict:
     unet = load_bundle("tiny-world").unet.requires_grad_(False)
+    cast = copy.deepcopy(unet).to(torch.bfloat16)
     rows = {}
 
-    def train_step(batch: int, low: bool):
+    def train_step(batch: int, low: bool, weights=None):
         x, t = torch.randn(batch, 4, 16, 16), torch.randint(0, 1000, (batch,))
         states = torch.randn(batch, 16, 128, requires_grad=True)
 
         def work():
-            with bf16(low):
-                out = unet(x, t, encoder_hidden_states=states).sample
-            (out.float() - x).pow(2).mean().backward()
+            if weights is not None:
+                out = weights(x.to(torch.bfloat16), t, encoder_hidden_states=states.bfloat16())
+            else:
+                with bf16(low):
+                    out = unet(x, t, encoder_hidden_states=states)
+            (out.sample.float() - x).pow(2).mean().backward()
 
         return median_seconds(work)
 
@@ -85,6 +92,10 @@ def unet_timings() -> dict:
                 "bf16_s": round(low, 4),
                 "fp32_over_bf16": round(fp32 / low, 2),
             }
+            if name == "train":
+                weights = min(step(batch, True, cast) for _ in range(2))
+                rows[f"{name} batch {batch}"]["bf16_weights_s"] = round(weights, 4)
+                rows[f"{name} batch {batch}"]["fp32_over_bf16_weights"] = round(fp32 / weights, 2)
             print(name, batch, rows[f"{name} batch {batch}"], flush=True)
     return rows
 
