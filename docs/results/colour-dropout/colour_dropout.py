@@ -26,13 +26,15 @@ often as last, so the first colour word is no longer the object's by rule.
 
 measures prompt following as `colour-path/colour_path.py measure` does; `--mask-colours` masks
 every colour word out of the UNet's cross-attention at sampling too, so the images show what the
-states after the colour words carry.
+states after the colour words carry; `--mask-ends` also masks the end-of-text and padding states
+(which have read the whole prompt), leaving the UNet the states of the words themselves.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 from pathlib import Path
@@ -61,13 +63,15 @@ MASK_SEED = 4242
 
 class ColourMask:
     """Per batch of token ids: an (B, T) keep-mask with every colour word's position zeroed in
-    about `share` of the rows, drawn from a generator of its own."""
+    about `share` of the rows, drawn from a generator of its own; with `ends`, the end-of-text
+    and padding positions too (their states have read the whole prompt)."""
 
-    def __init__(self, tokenizer, share: float, seed: int = MASK_SEED):
+    def __init__(self, tokenizer, share: float, seed: int = MASK_SEED, ends: bool = False):
         ids = [tokenizer(c, add_special_tokens=False).input_ids for c in COLOURS]
         if any(len(i) != 1 for i in ids):
             raise ValueError("every colour word must be one token of the world's tokenizer")
-        self.colour_ids = torch.tensor([i[0] for i in ids])
+        hidden = [i[0] for i in ids] + ([tokenizer.eos_token_id] if ends else [])
+        self.colour_ids = torch.tensor(hidden)
         self.share = share
         self.gen = torch.Generator().manual_seed(seed)
 
@@ -87,6 +91,8 @@ def masked_losses(mask: ColourMask):
         def tokens(texts):
             seen["ids"] = batches.tokens(texts)
             return seen["ids"]
+
+        tokens.tokenizer = batches.tokens.tokenizer
 
         forward = unet.forward
 
@@ -127,12 +133,12 @@ LANGUAGES = {"plain": CaptionLanguage, "known-roles-slot": KnownRoleSlotLanguage
 word in the shape's place in 0.15 of them (docs/results/known-roles/known_roles.py --slot)."""
 
 
-def colour_blind_pipeline(folder: Path):
+def colour_blind_pipeline(folder: Path, ends: bool = False):
     """The world's pipeline with every colour word masked out of the UNet's cross-attention: the
     text encoder's calls (prompt, then the unconditional one) are kept, and the UNet's batch
     (unconditional half first) gets the matching masks."""
     pipe = quality.load_pipeline(folder)
-    mask = ColourMask(pipe.tokenizer, share=1.0)
+    mask = ColourMask(pipe.tokenizer, share=1.0, ends=ends)
     seen: list[torch.Tensor] = []
     encode, forward = pipe.text_encoder.forward, pipe.unet.forward
 
@@ -167,11 +173,18 @@ def main() -> None:
     me.add_argument("--out", type=Path, required=True)
     me.add_argument("--sets", default="first,confirmation,third")
     me.add_argument("--mask-colours", action="store_true")
+    me.add_argument(
+        "--mask-ends",
+        action="store_true",
+        help="with --mask-colours: the end and padding states too",
+    )
     me.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "measure":
-        load = colour_blind_pipeline if args.mask_colours else quality.load_pipeline
+        load = quality.load_pipeline
+        if args.mask_colours:
+            load = functools.partial(colour_blind_pipeline, ends=args.mask_ends)
         noise_words.measure_all(
             str(args.world), args.out, 64, args.sets.split(","), quality.HELD_OUT_SETS, load=load
         )
