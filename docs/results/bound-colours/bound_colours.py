@@ -27,7 +27,6 @@ captions (colour-dropout/colour_dropout.py), so the UNet must read the colours f
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "colour-dropout"))
 
 from colour_dropout import LANGUAGES, masked  # noqa: E402  (colour-dropout/colour_dropout.py)
-from object_slot import train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import command_parsers, train_phase  # noqa: E402  (object-slot/object_slot.py)
 
 from ptibench.world import quality  # noqa: E402
 from ptibench.world import train_language as phase  # noqa: E402
@@ -173,13 +172,7 @@ def readout_accuracy(world: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train")
-    tr.add_argument("--world", type=Path, required=True)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--steps", type=int, default=1000)
-    tr.add_argument("--threads", type=int, default=2)
+    parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--weight", type=float, default=WEIGHT)
     tr.add_argument("--language", choices=sorted(LANGUAGES), default="known-roles-slot")
     tr.add_argument("--mask-share", type=float, default=0.0)

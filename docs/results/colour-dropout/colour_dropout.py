@@ -32,7 +32,6 @@ states after the colour words carry; `--mask-ends` also masks the end-of-text an
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -47,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from known_roles import KnownRoleSlotLanguage  # noqa: E402  (known-roles/known_roles.py)
-from object_slot import train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import command_parsers, train_phase  # noqa: E402  (object-slot/object_slot.py)
 
 from ptibench.world import quality  # noqa: E402
 from ptibench.world import train_language as phase  # noqa: E402
@@ -159,13 +158,7 @@ def colour_blind_pipeline(folder: Path, ends: bool = False):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    tr = sub.add_parser("train")
-    tr.add_argument("--world", type=Path, required=True)
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--steps", type=int, default=1000)
-    tr.add_argument("--threads", type=int, default=2)
+    parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--share", type=float, default=SHARE, help="share of captions masked")
     tr.add_argument("--language", choices=sorted(LANGUAGES), default="plain")
     me = sub.add_parser("measure")

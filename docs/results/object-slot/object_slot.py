@@ -64,8 +64,9 @@ def train_phase(world: Path, language_class, part: str, seed: int, steps: int, *
     return report
 
 
-def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The probe's command line and its `train` command (--world, --seed, --steps, --threads)."""
+def command_parsers(description: str):
+    """The probe's command line, its subcommands (to add more) and its `train` command (--world,
+    --seed, --steps, --threads)."""
     parser = argparse.ArgumentParser(description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train")
@@ -73,6 +74,12 @@ def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.Ar
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--threads", type=int, default=2)
+    return parser, sub, tr
+
+
+def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The probe's command line and its `train` command (see command_parsers)."""
+    parser, _, tr = command_parsers(description)
     return parser, tr
 
 
