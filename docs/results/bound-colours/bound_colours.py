@@ -39,7 +39,7 @@ from torch.nn import functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "colour-dropout"))
 
-from colour_dropout import LANGUAGES, masked  # noqa: E402  (colour-dropout/colour_dropout.py)
+from colour_dropout import LANGUAGES, masked, single_token  # noqa: E402  (colour-dropout/colour_dropout.py)
 from object_slot import command_parsers, train_phase  # noqa: E402  (object-slot/object_slot.py)
 
 from ptibench.world import quality  # noqa: E402
@@ -54,13 +54,6 @@ READOUT_SEED = 4343
 """Seed of the fixed readout from a token state to the six colours."""
 
 PART = "bound_colours"
-
-
-def single_token(tokenizer, word: str) -> int:
-    ids = tokenizer(word, add_special_tokens=False).input_ids
-    if len(ids) != 1:
-        raise ValueError(f"{word!r} is not one token of the world's tokenizer")
-    return ids[0]
 
 
 class BoundColours:

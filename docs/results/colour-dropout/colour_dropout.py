@@ -60,16 +60,22 @@ MASK_SEED = 4242
 """Seed of the mask's own generator (the phase's caption and noise streams stay untouched)."""
 
 
+def single_token(tokenizer, word: str) -> int:
+    """`word`'s one token id in the world's tokenizer (the masks and readouts work per token)."""
+    ids = tokenizer(word, add_special_tokens=False).input_ids
+    if len(ids) != 1:
+        raise ValueError(f"{word!r} is not one token of the world's tokenizer")
+    return ids[0]
+
+
 class ColourMask:
     """Per batch of token ids: an (B, T) keep-mask with every colour word's position zeroed in
     about `share` of the rows, drawn from a generator of its own; with `ends`, the end-of-text
     and padding positions too (their states have read the whole prompt)."""
 
     def __init__(self, tokenizer, share: float, seed: int = MASK_SEED, ends: bool = False):
-        ids = [tokenizer(c, add_special_tokens=False).input_ids for c in COLOURS]
-        if any(len(i) != 1 for i in ids):
-            raise ValueError("every colour word must be one token of the world's tokenizer")
-        hidden = [i[0] for i in ids] + ([tokenizer.eos_token_id] if ends else [])
+        hidden = [single_token(tokenizer, c) for c in COLOURS]
+        hidden += [tokenizer.eos_token_id] if ends else []
         self.colour_ids = torch.tensor(hidden)
         self.share = share
         self.gen = torch.Generator().manual_seed(seed)
