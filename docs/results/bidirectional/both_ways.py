@@ -6,6 +6,9 @@ world's own CLIP metric among them) stays causal. Installed by `attend_both_ways
 pytest run (the grid, its xdist workers too) by
 
     PYTHONPATH=docs/results/bidirectional PYTEST_PLUGINS=both_ways pytest benchmark/ ...
+
+(A flagged world's encoder attends both ways in `-n 2` workers with the plugin and one way
+without it: checked with a throwaway test; the grid itself has not run on these worlds.)
 """
 
 from __future__ import annotations
