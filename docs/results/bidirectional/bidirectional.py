@@ -38,7 +38,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from both_ways import attend_both_ways, first_state_sees_last_word, flag_world  # noqa: E402
 from known_roles import KnownRoleSlotLanguage  # noqa: E402  (known-roles/known_roles.py)
-from object_slot import command_parsers, train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
+    command_parsers,
+    measure_parser,
+    train_phase,
+)
 
 from ptibench.world import quality  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
@@ -61,11 +65,7 @@ segments name the background first as often as last."""
 def main() -> None:
     parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--language", choices=sorted(LANGUAGES), default="plain")
-    me = sub.add_parser("measure")
-    me.add_argument("--world", type=Path, required=True)
-    me.add_argument("--out", type=Path, required=True)
-    me.add_argument("--sets", default="first,confirmation,third,fourth,fifth,sixth")
-    me.add_argument("--threads", type=int, default=1)
+    measure_parser(sub)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     attend_both_ways()

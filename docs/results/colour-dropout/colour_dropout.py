@@ -46,7 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
 
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from known_roles import KnownRoleSlotLanguage  # noqa: E402  (known-roles/known_roles.py)
-from object_slot import command_parsers, train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
+    command_parsers,
+    measure_parser,
+    train_phase,
+)
 
 from ptibench.world import quality  # noqa: E402
 from ptibench.world import train_language as phase  # noqa: E402
@@ -167,17 +171,13 @@ def main() -> None:
     parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--share", type=float, default=SHARE, help="share of captions masked")
     tr.add_argument("--language", choices=sorted(LANGUAGES), default="plain")
-    me = sub.add_parser("measure")
-    me.add_argument("--world", type=Path, required=True)
-    me.add_argument("--out", type=Path, required=True)
-    me.add_argument("--sets", default="first,confirmation,third")
+    me = measure_parser(sub, sets="first,confirmation,third")
     me.add_argument("--mask-colours", action="store_true")
     me.add_argument(
         "--mask-ends",
         action="store_true",
         help="with --mask-colours: the end and padding states too",
     )
-    me.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "measure":

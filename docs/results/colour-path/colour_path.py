@@ -45,9 +45,11 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "role-words"))
 sys.path.insert(0, str(HERE.parent / "noise-words"))
 sys.path.insert(0, str(HERE.parent / "rewording"))
+sys.path.insert(0, str(HERE.parent / "object-slot"))
 
 import noise_words  # noqa: E402
 import role_words  # noqa: E402
+from object_slot import measure_parser  # noqa: E402  (object-slot/object_slot.py)
 
 from ptibench.world import packaging, train_language  # noqa: E402
 from ptibench.world.layout_unet import LayoutUNet2DConditionModel  # noqa: E402
@@ -214,12 +216,8 @@ def main() -> None:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--xattn-drop", type=float, default=0.0)
     tr.add_argument("--threads", type=int, default=1)
-    me = sub.add_parser("measure")
-    me.add_argument("--world", type=Path, required=True)
-    me.add_argument("--out", type=Path, required=True)
+    me = measure_parser(sub)
     me.add_argument("--prompts", type=int, default=64)
-    me.add_argument("--threads", type=int, default=1)
-    me.add_argument("--sets", default=",".join(SETS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.command == "train":

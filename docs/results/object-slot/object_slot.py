@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ptibench.world.quality import HELD_OUT_SETS
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.role_language import RoleLanguage
 from ptibench.world.train_language import train_language
@@ -75,6 +76,21 @@ def command_parsers(description: str):
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--threads", type=int, default=2)
     return parser, sub, tr
+
+
+ALL_SETS = ",".join(HELD_OUT_SETS)
+"""Every held-out phrasing set, comma-joined: what `measure` reads unless told otherwise."""
+
+
+def measure_parser(sub, sets: str = ALL_SETS) -> argparse.ArgumentParser:
+    """The probe's `measure` command (--world, --out, --sets, --threads): prompt following on the
+    held-out phrasing sets, as `noise_words.measure_all` reads it; the probe adds its own flags."""
+    me = sub.add_parser("measure")
+    me.add_argument("--world", type=Path, required=True)
+    me.add_argument("--out", type=Path, required=True)
+    me.add_argument("--sets", default=sets)
+    me.add_argument("--threads", type=int, default=1)
+    return me
 
 
 def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
