@@ -1,4 +1,5 @@
-"""The group runs' speed-ups over repeated perf-suite runs: each run's side-by-side ratio, their
+"""The side-by-side ratios of repeated perf-suite runs (group runs against sequential ones,
+diffusers' textual_inversion.py against ptibench): each run's side-by-side ratio, their
 mean and a 95% t interval over the runs (each run alternates the two sides, so a run is one
 paired measurement; the runs are the replicates).
 
@@ -16,7 +17,10 @@ from scipy import stats
 FIGURES = {
     "batched_vs_sequential": "speedup_sequential_over_batched",
     "stacked_lora_vs_sequential": "speedup_sequential_over_stacked",
+    "diffusers_script_over_ptibench_alone": "ratio_script_over_ptibench",
+    "diffusers_script_per_batched_case": "ratio_script_over_ptibench_batched_per_case",
 }
+"""What each line reports: the label and the ratio's key in the suite's recorded figures."""
 
 
 def ratios(paths: list[str]) -> dict[str, list[float]]:
@@ -32,6 +36,8 @@ def ratios(paths: list[str]) -> dict[str, list[float]]:
 
 def main() -> None:
     for name, values in ratios(sys.argv[1:]).items():
+        if not values:
+            continue
         if len(values) < 2:
             print(f"{name}: {values}")
             continue
