@@ -16,6 +16,7 @@ plain continuation of the same seed (`role-words/seed<N>-plain`) isolates it.
         [--sets first,...,sixth,seen,markers]
     python docs/results/background-first/background_first.py shares [--share 0.65]
     python docs/results/background-first/background_first.py contexts NAME=DIR[,DIR...] [...]
+    python docs/results/background-first/background_first.py pairs NAME=DIR [...]
 
 `W` is a copy of the shipped world; it is trained in place, as `--part roles` would.
 """
@@ -199,8 +200,9 @@ def background_context(template: str, taught: dict[str, set[tuple[str, str]]]) -
 
 
 def contexts(worlds: list[str]) -> None:
-    """Per world (NAME=DIR[,DIR...]: folders of `measure` output), the background share of the
-    phrasings that name the background first and of those that name the object's colour first,
+    """Per world (NAME=DIR[,DIR...]: folders of `measure` output), over the held-out sets and
+    `seen` (the marker pairs have `pairs`), the background share of the phrasings that name the
+    background first and of those that name the object's colour first,
     by what the words before the background colour are in the shipped captions; the mean over
     phrasings with a 95% t interval."""
     taught = taught_contexts()
@@ -211,6 +213,8 @@ def contexts(worlds: list[str]) -> None:
         name, folders = spec.split("=", 1)
         groups = collections.defaultdict(list)
         for set_name, phrasings in SETS.items():
+            if set_name == "markers":
+                continue
             found = [Path(f) / f"{set_name}.json" for f in folders.split(",")]
             found = [f for f in found if f.is_file()]
             if not found:
@@ -232,6 +236,34 @@ def contexts(worlds: list[str]) -> None:
             print(f"| {name} | {first}'s colour | {kind} | {len(shares)} | {cell} |")
 
 
+PREDICTED = ("right", "swapped", "swapped", "right", "swapped", "right")
+"""MARKER_PAIRS' predictions, phrasing by phrasing (see there)."""
+
+
+def pairs(worlds: list[str]) -> None:
+    """Per world (NAME=DIR: a folder with `markers.json`), each marker pair's background and
+    colour shares with their 95% intervals, the prediction, and Fisher's exact test (two-sided)
+    of the pair's two background counts."""
+    print("| world | phrasing | predicted | background | colour | pair's Fisher p (background) |")
+    print("|---|---|---|---|---|---|")
+    for spec in worlds:
+        name, folder = spec.split("=", 1)
+        rows = json.loads((Path(folder) / "markers.json").read_text())["rows"]
+        templates = SETS["markers"]
+        for i, template in enumerate(templates):
+            row = rows[template]
+            cells = []
+            for attribute in ("background", "colour"):
+                low, high = row[attribute]["ci95"]
+                cells.append(f"{row[attribute]['share']:.2f} [{low:.2f}, {high:.2f}]")
+            p = ""
+            if i % 2:
+                pair = templates[i - 1 : i + 1]
+                hits = [round(rows[t]["background"]["share"] * 64) for t in pair]
+                p = f"{stats.fisher_exact([[h, 64 - h] for h in hits])[1]:.1g}"
+            print(f"| {name} | {template} | {PREDICTED[i]} | {cells[0]} | {cells[1]} | {p} |")
+
+
 def main() -> None:
     parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--share", type=float, default=SHARE)
@@ -240,9 +272,11 @@ def main() -> None:
     sh.add_argument("--share", type=float, default=SHARE)
     co = sub.add_parser("contexts")
     co.add_argument("worlds", nargs="+", help="NAME=DIR[,DIR...]")
+    pa = sub.add_parser("pairs")
+    pa.add_argument("worlds", nargs="+", help="NAME=DIR")
     args = parser.parse_args()
-    if args.command == "contexts":
-        contexts(args.worlds)
+    if args.command in ("contexts", "pairs"):
+        (contexts if args.command == "contexts" else pairs)(args.worlds)
         return
     if args.command == "shares":
         shares = {
