@@ -26,7 +26,6 @@ from __future__ import annotations
 import collections
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "noise-words"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bidirectional"))
 
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
@@ -43,12 +43,16 @@ from object_slot import (  # noqa: E402  (object-slot/object_slot.py)
     measure_parser,
     train_phase,
 )
+from phrasing_tables import mean_interval, object_colour_first  # noqa: E402  (bidirectional/phrasing_tables.py)
 
 from ptibench.world import language, quality  # noqa: E402
 from ptibench.world.render import Attributes  # noqa: E402
 
 SHARE = 0.65
 """How often the background may lead: phrase and clause alike."""
+
+PROMPTS = 64
+"""Held-out combinations read per phrasing."""
 
 SEEN_BACKGROUND_FIRST = (
     "on a {background} background, a {size} {colour} {shape} at the {position}",
@@ -145,18 +149,24 @@ class BackgroundFirstLanguage(language.CaptionLanguage):
                 return text
 
 
-def background_first_share(draw, n: int = 20000) -> float:
-    """Of `n` captions of held-out combinations that name both colours, the share that names
-    the background's first."""
+def drawn_captions(draw, n: int = 20000):
+    """(attributes, words) of `n` captions `draw(attrs, rng)` gives the held-out combinations in
+    turn, from one seeded generator."""
     rng = np.random.default_rng(0)
-    combos = quality.held_out_prompts(64)
-    both = first = 0
+    combos = quality.held_out_prompts(PROMPTS)
     for i in range(n):
         attrs = combos[i % len(combos)]
-        words = draw(attrs, rng).replace(",", " ").replace(";", " ").split()
-        if attrs.colour in words and attrs.background in words:
+        yield attrs, words(draw(attrs, rng))
+
+
+def background_first_share(draw) -> float:
+    """Of the captions of held-out combinations that name both colours, the share that names
+    the background's first."""
+    both = first = 0
+    for attrs, ws in drawn_captions(draw):
+        if attrs.colour in ws and attrs.background in ws:
             both += 1
-            first += words.index(attrs.background) < words.index(attrs.colour)
+            first += ws.index(attrs.background) < ws.index(attrs.colour)
     return first / both
 
 
@@ -166,15 +176,11 @@ def words(text: str) -> list[str]:
     return ["<start>", "<start>", *re.sub(r"[^a-z ]", " ", text.lower()).split()]
 
 
-def taught_contexts(n: int = 20000) -> dict[str, set[tuple[str, str]]]:
+def taught_contexts() -> dict[str, set[tuple[str, str]]]:
     """The two words the shipped language puts before a background colour and before the
-    object's colour, over `n` captions of held-out combinations."""
-    rng = np.random.default_rng(0)
-    combos = quality.held_out_prompts(64)
+    object's colour, over captions of held-out combinations."""
     seen: dict[str, set[tuple[str, str]]] = {"background": set(), "object": set()}
-    for i in range(n):
-        attrs = combos[i % len(combos)]
-        ws = words(language.draw_caption(attrs, rng))
+    for attrs, ws in drawn_captions(language.draw_caption):
         for j in range(2, len(ws)):
             if ws[j] == attrs.background:
                 seen["background"].add((ws[j - 2], ws[j - 1]))
@@ -188,7 +194,7 @@ def background_context(template: str, taught: dict[str, set[tuple[str, str]]]) -
     "background" (only ever before a background colour), "object" (only before the object's),
     "both", or "never"."""
     kinds = set()
-    for attrs in quality.held_out_prompts(64):
+    for attrs in quality.held_out_prompts(PROMPTS):
         ws = words(quality.phrased_prompt(attrs, template))
         j = ws.index(attrs.background)
         context = (ws[j - 2], ws[j - 1])
@@ -202,10 +208,15 @@ def background_context(template: str, taught: dict[str, set[tuple[str, str]]]) -
 def contexts(worlds: list[str]) -> None:
     """Per world (NAME=DIR[,DIR...]: folders of `measure` output), over the held-out sets and
     `seen` (the marker pairs have `pairs`), the background share of the phrasings that name the
-    background first and of those that name the object's colour first,
-    by what the words before the background colour are in the shipped captions; the mean over
-    phrasings with a 95% t interval."""
+    background first and of those that name the object's colour first, by what the words
+    before the background colour are in the shipped captions; the mean over phrasings with a
+    95% t interval."""
     taught = taught_contexts()
+    templates = [t for name, phrasings in SETS.items() if name != "markers" for t in phrasings]
+    group_of = {
+        template: ("object" if object_first else "background", background_context(template, taught))
+        for template, object_first in zip(templates, object_colour_first(templates), strict=True)
+    }
     header = ("world", "names first", "the two words before the background colour", "phrasings")
     print("| " + " | ".join(header) + " | background |")
     print("|---|---|---|---|---|")
@@ -213,26 +224,15 @@ def contexts(worlds: list[str]) -> None:
         name, folders = spec.split("=", 1)
         groups = collections.defaultdict(list)
         for set_name, phrasings in SETS.items():
-            if set_name == "markers":
-                continue
             found = [Path(f) / f"{set_name}.json" for f in folders.split(",")]
             found = [f for f in found if f.is_file()]
-            if not found:
+            if set_name == "markers" or not found:
                 continue
             rows = json.loads(found[0].read_text())["rows"]
             for template in phrasings:
-                first = template.index("{background}") < template.index("{colour}")
-                kind = background_context(template, taught)
-                share = rows[template]["background"]["share"]
-                groups[("background" if first else "object", kind)].append(share)
+                groups[group_of[template]].append(rows[template]["background"]["share"])
         for (first, kind), shares in sorted(groups.items()):
-            mean = statistics.fmean(shares)
-            if len(shares) > 1:
-                sem = statistics.stdev(shares) / len(shares) ** 0.5
-                half = stats.t.ppf(0.975, len(shares) - 1) * sem
-                cell = f"{mean:.2f} [{max(mean - half, 0):.2f}, {min(mean + half, 1):.2f}]"
-            else:
-                cell = f"{mean:.2f}"
+            cell = mean_interval(np.array(shares))
             print(f"| {name} | {first}'s colour | {kind} | {len(shares)} | {cell} |")
 
 
@@ -259,8 +259,8 @@ def pairs(worlds: list[str]) -> None:
             p = ""
             if i % 2:
                 pair = templates[i - 1 : i + 1]
-                hits = [round(rows[t]["background"]["share"] * 64) for t in pair]
-                p = f"{stats.fisher_exact([[h, 64 - h] for h in hits])[1]:.1g}"
+                hits = [round(rows[t]["background"]["share"] * PROMPTS) for t in pair]
+                p = f"{stats.fisher_exact([[h, PROMPTS - h] for h in hits])[1]:.1g}"
             print(f"| {name} | {template} | {PREDICTED[i]} | {cells[0]} | {cells[1]} | {p} |")
 
 
@@ -289,7 +289,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     if args.command == "measure":
-        noise_words.measure_all(str(args.world), args.out, 64, args.sets.split(","), SETS)
+        noise_words.measure_all(str(args.world), args.out, PROMPTS, args.sets.split(","), SETS)
         return
     BackgroundFirstLanguage.share = args.share
     report = train_phase(

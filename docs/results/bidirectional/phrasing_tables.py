@@ -67,11 +67,16 @@ def agreement(pairs: list[str]) -> None:
 
 
 def mean_interval(values: np.ndarray, share: bool = True) -> str:
-    """The mean with its 95% t interval: of shares (clipped to [0, 1]) or of signed changes."""
-    low, high = stats.t.interval(0.95, len(values) - 1, values.mean(), stats.sem(values))
+    """The mean with its 95% t interval: of shares (clipped to [0, 1]) or of signed changes. One
+    value has no interval; values that do not spread have a point one."""
+    mean = values.mean()
+    if len(values) < 2:
+        return f"{mean:.2f}" if share else f"{mean:+.2f}"
+    sem = stats.sem(values)
+    low, high = (mean, mean) if sem == 0 else stats.t.interval(0.95, len(values) - 1, mean, sem)
     if share:
-        return f"{values.mean():.2f} [{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
-    return f"{values.mean():+.2f} [{low:+.2f}, {high:+.2f}]"
+        return f"{mean:.2f} [{max(low, 0.0):.2f}, {min(high, 1.0):.2f}]"
+    return f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def order(worlds: list[str]) -> None:
