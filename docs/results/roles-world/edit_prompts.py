@@ -18,17 +18,21 @@ from pathlib import Path
 from scipy.stats import fisher_exact
 
 
+def inversion_edits(out_dir: Path, seed: int):
+    """(edit prompt index, its record) for every edit of the run's stage-1 cases of `seed`."""
+    results = json.loads((out_dir / "results.json").read_text())
+    for case in results["cases"]:
+        if case["spec"]["stage"] == "inversion" and case["spec"]["seed"] == seed:
+            yield from enumerate(case["records"]["edits"])
+
+
 def tally(out_dir: Path, seed: int):
     """Per edit prompt (by index): samples that keep the concept, edits that take, samples."""
-    results = json.loads((out_dir / "results.json").read_text())
     keep, take, total = collections.Counter(), collections.Counter(), collections.Counter()
-    for case in results["cases"]:
-        if case["spec"]["stage"] != "inversion" or case["spec"]["seed"] != seed:
-            continue
-        for i, edit in enumerate(case["records"]["edits"]):
-            keep[i] += sum(edit["identity"])
-            take[i] += sum(edit["edit"])
-            total[i] += len(edit["identity"])
+    for i, edit in inversion_edits(out_dir, seed):
+        keep[i] += sum(edit["identity"])
+        take[i] += sum(edit["edit"])
+        total[i] += len(edit["identity"])
     return keep, take, total
 
 
