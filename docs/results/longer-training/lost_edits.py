@@ -2,9 +2,10 @@
 the oracle read them: no object, an object in the edit's background colour, in another colour,
 or an object in the concept's colour with another shape.
 
-    python docs/results/longer-training/lost_edits.py NAME=OUT_DIR [NAME=OUT_DIR ...]
+    python docs/results/longer-training/lost_edits.py [--seed N] NAME=OUT_DIR [NAME=OUT_DIR ...]
 
-OUT_DIR: a `--ptibench-out` folder (its `results.json`), grid seed 0, every lr pooled.
+OUT_DIR: a `--ptibench-out` folder (its `results.json`); one grid seed (default 0), every lr
+pooled.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ def lost_samples(out_dir: Path, concept: dict, seed: int = 0) -> collections.Cou
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="NAME=OUT_DIR")
+    parser.add_argument("--seed", type=int, default=0, help="the grid seed (default 0)")
     args = parser.parse_args()
     concept = json.loads((CONCEPT / "concept.json").read_text())
     columns = kinds_of_miss(concept)
@@ -61,7 +63,7 @@ def main() -> None:
     print("|---" * (len(columns) + 2) + "|")
     for item in args.runs:
         name, folder = item.split("=", 1)
-        kinds = lost_samples(Path(folder), concept)
+        kinds = lost_samples(Path(folder), concept, args.seed)
         cells = " | ".join(str(kinds[c]) for c in columns)
         print(f"| {name} | {sum(kinds.values())} | {cells} |")
 

@@ -1,0 +1,64 @@
+"""Per stage-1 lr, the samples that keep the concept in the edits naming a background, each grid
+seed apart and pooled over the seeds, with Fisher's exact test (two-sided) of each pool against
+the first run's: where along the grid a world loses the concept.
+
+    python docs/results/longer-training/background_by_lr.py NAME=OUT_DIR [NAME=OUT_DIR ...]
+
+OUT_DIR: a `--ptibench-out` folder (its `results.json`) with the yellow-ring stage-1 grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+from pathlib import Path
+
+from scipy.stats import fisher_exact
+
+CONCEPT = Path("src/ptibench/fixtures/concepts/yellow-ring")
+
+
+def kept_by_lr(out_dir: Path, names_background: list[bool]) -> dict[float, dict[int, tuple]]:
+    """lr -> seed -> (samples keeping the concept, samples) over the edits naming a background."""
+    results = json.loads((out_dir / "results.json").read_text())
+    table: dict[float, dict[int, tuple]] = collections.defaultdict(dict)
+    for case in results["cases"]:
+        spec = case["spec"]
+        if spec["stage"] != "inversion":
+            continue
+        edits = [
+            e for e, named in zip(case["records"]["edits"], names_background, strict=True) if named
+        ]
+        table[spec["lr"]][spec["seed"]] = (
+            sum(sum(e["identity"]) for e in edits),
+            sum(len(e["identity"]) for e in edits),
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="NAME=OUT_DIR")
+    args = parser.parse_args()
+    concept = json.loads((CONCEPT / "concept.json").read_text())
+    names_background = ["background" in (e.get("expect") or {}) for e in concept["edit_prompts"]]
+    runs = {
+        n: kept_by_lr(Path(f), names_background) for n, f in (r.split("=", 1) for r in args.runs)
+    }
+    first = next(iter(runs.values()))
+    print("| lr | " + " | ".join(f"{name}: per seed / pooled" for name in runs) + " |")
+    print("|---" * (len(runs) + 1) + "|")
+    for lr in sorted(first):
+        cells = []
+        ref = [sum(x) for x in zip(*first[lr].values(), strict=True)]
+        for table in runs.values():
+            seeds = [table[lr][s] for s in sorted(table[lr])]
+            kept, total = (sum(x) for x in zip(*seeds, strict=True))
+            p = fisher_exact([[kept, total - kept], [ref[0], ref[1] - ref[0]]])[1]
+            cells.append(" ".join(f"{k}" for k, _ in seeds) + f" / {kept}/{total} (p = {p:.1g})")
+        print(f"| {lr:g} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
