@@ -12,21 +12,23 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import sys
 from pathlib import Path
 
 from scipy.stats import fisher_exact
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
+
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompts.py)
 
 CONCEPT = Path("src/ptibench/fixtures/concepts/yellow-ring")
 
 
 def kept_by_lr(out_dir: Path, names_background: list[bool]) -> dict[float, dict[int, tuple]]:
     """lr -> seed -> (samples keeping the concept, samples) over the edits naming a background."""
-    results = json.loads((out_dir / "results.json").read_text())
     table: dict[float, dict[int, tuple]] = collections.defaultdict(dict)
-    for case in results["cases"]:
+    for case in inversion_cases(out_dir):
         spec = case["spec"]
-        if spec["stage"] != "inversion":
-            continue
         edits = [
             e for e, named in zip(case["records"]["edits"], names_background, strict=True) if named
         ]

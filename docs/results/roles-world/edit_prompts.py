@@ -18,11 +18,16 @@ from pathlib import Path
 from scipy.stats import fisher_exact
 
 
+def inversion_cases(out_dir: Path):
+    """The run's stage-1 cases, as `results.json` holds them."""
+    results = json.loads((out_dir / "results.json").read_text())
+    return [case for case in results["cases"] if case["spec"]["stage"] == "inversion"]
+
+
 def inversion_edits(out_dir: Path, seed: int):
     """(edit prompt index, its record) for every edit of the run's stage-1 cases of `seed`."""
-    results = json.loads((out_dir / "results.json").read_text())
-    for case in results["cases"]:
-        if case["spec"]["stage"] == "inversion" and case["spec"]["seed"] == seed:
+    for case in inversion_cases(out_dir):
+        if case["spec"]["seed"] == seed:
             yield from enumerate(case["records"]["edits"])
 
 
