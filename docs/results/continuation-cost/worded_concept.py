@@ -32,6 +32,7 @@ PAIRS = (("ring", "yellow"), ("cross", "yellow"), ("ring", "red"))
 """The held-out pair, then two trained pairs: the same colour on another shape, the same shape in
 another colour (red: named by one edit as the background, which that edit then leaves out)."""
 SAMPLES = 32
+ATTRIBUTES = ("background", "colour", "position", "size", "shape")
 SEED = 1234
 
 
@@ -61,7 +62,8 @@ def sample_world(world: Path, out: Path, threads: int) -> None:
                 output_type="np",
             ).images
             readings = [oracle.read(image) for image in images]
-            wanted = {k: v for k, v in {"shape": shape, "colour": colour}.items() if k not in expect}
+            pair = {"shape": shape, "colour": colour}
+            wanted = {k: v for k, v in pair.items() if k not in expect}
             rows.append(
                 {
                     "pair": f"{colour} {shape}",
@@ -69,10 +71,7 @@ def sample_world(world: Path, out: Path, threads: int) -> None:
                     "expect": expect,
                     "kept": [r.matches(wanted) for r in readings],
                     "edit_takes": [r.matches(expect) for r in readings] if expect else None,
-                    "readings": [
-                        {k: getattr(r, k) for k in ("background", "colour", "position", "size", "shape")}
-                        for r in readings
-                    ],
+                    "readings": [{k: getattr(r, k) for k in ATTRIBUTES} for r in readings],
                 }
             )
     out.mkdir(parents=True, exist_ok=True)

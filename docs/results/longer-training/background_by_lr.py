@@ -1,8 +1,9 @@
-"""Per stage-1 lr, the samples that keep the concept in the edits naming a background, each grid
-seed apart and pooled over the seeds, with Fisher's exact test (two-sided) of each pool against
-the first run's: where along the grid a world loses the concept.
+"""Per stage-1 lr, the samples that keep the concept in the edits naming a background (or, with
+`--edits all`, in every edit `edit_identity` reads), each grid seed apart and pooled over the
+seeds, with Fisher's exact test (two-sided) of each pool against the first run's: where along
+the grid a world loses the concept.
 
-    python docs/results/longer-training/background_by_lr.py NAME=OUT_DIR [NAME=OUT_DIR ...]
+    python docs/results/longer-training/background_by_lr.py [--edits all] NAME=OUT_DIR [...]
 
 OUT_DIR: a `--ptibench-out` folder (its `results.json`) with the yellow-ring stage-1 grid.
 """
@@ -24,13 +25,15 @@ from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompt
 CONCEPT = Path("src/ptibench/fixtures/concepts/yellow-ring")
 
 
-def kept_by_lr(out_dir: Path, names_background: list[bool]) -> dict[float, dict[int, tuple]]:
-    """lr -> seed -> (samples keeping the concept, samples) over the edits naming a background."""
+def kept_by_lr(out_dir: Path, counted: list[bool]) -> dict[float, dict[int, tuple]]:
+    """lr -> seed -> (samples keeping the concept, samples) over the edits `counted` marks."""
     table: dict[float, dict[int, tuple]] = collections.defaultdict(dict)
     for case in inversion_cases(out_dir):
         spec = case["spec"]
         edits = [
-            e for e, named in zip(case["records"]["edits"], names_background, strict=True) if named
+            e
+            for e, named in zip(case["records"]["edits"], counted, strict=True)
+            if named and "identity" in e
         ]
         table[spec["lr"]][spec["seed"]] = (
             sum(sum(e["identity"]) for e in edits),
@@ -41,13 +44,15 @@ def kept_by_lr(out_dir: Path, names_background: list[bool]) -> dict[float, dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--edits", choices=("background", "all"), default="background")
     parser.add_argument("runs", nargs="+", help="NAME=OUT_DIR")
     args = parser.parse_args()
     concept = json.loads((CONCEPT / "concept.json").read_text())
-    names_background = ["background" in (e.get("expect") or {}) for e in concept["edit_prompts"]]
-    runs = {
-        n: kept_by_lr(Path(f), names_background) for n, f in (r.split("=", 1) for r in args.runs)
-    }
+    counted = [
+        args.edits == "all" or "background" in (e.get("expect") or {})
+        for e in concept["edit_prompts"]
+    ]
+    runs = {n: kept_by_lr(Path(f), counted) for n, f in (r.split("=", 1) for r in args.runs)}
     first = next(iter(runs.values()))
     print("| lr | " + " | ".join(f"{name}: per seed / pooled" for name in runs) + " |")
     print("|---" * (len(runs) + 1) + "|")
