@@ -15,6 +15,7 @@ concept there either.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import time
 from pathlib import Path
@@ -76,7 +77,8 @@ def sample_world(world: Path, out: Path, threads: int) -> None:
             )
     out.mkdir(parents=True, exist_ok=True)
     report = {"world": str(world), "samples": SAMPLES, "seconds": time.perf_counter() - started}
-    (out / "worded.json").write_text(json.dumps({**report, "rows": rows}, indent=1))
+    with gzip.open(out / "worded.json.gz", "wt") as f:
+        json.dump({**report, "rows": rows}, f, separators=(",", ":"))
 
 
 def kept(rows: list[dict], pair: str, names_background: bool | None) -> tuple[int, int]:
@@ -97,7 +99,10 @@ def kept(rows: list[dict], pair: str, names_background: bool | None) -> tuple[in
 
 
 def table(runs: list[tuple[str, Path]]) -> str:
-    data = {name: json.loads((path / "worded.json").read_text())["rows"] for name, path in runs}
+    data = {}
+    for name, path in runs:
+        with gzip.open(path / "worded.json.gz", "rt") as f:
+            data[name] = json.load(f)["rows"]
     first = runs[0][0]
     lines = [
         "| pair | prompts | " + " | ".join(name for name, _ in runs) + " |",
