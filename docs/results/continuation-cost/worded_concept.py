@@ -24,6 +24,8 @@ import torch
 from scipy.stats import fisher_exact
 
 from ptibench.concept import load_concept
+from ptibench.evaluation.evaluate import ORACLE_ATTRIBUTES
+from ptibench.spec import EvalConfig
 from ptibench.world import oracle
 from ptibench.world.quality import GUIDANCE, SAMPLE_STEPS, load_pipeline
 
@@ -32,9 +34,8 @@ CONCEPT = Path("src/ptibench/fixtures/concepts/yellow-ring")
 PAIRS = (("ring", "yellow"), ("cross", "yellow"), ("ring", "red"))
 """The held-out pair, then two trained pairs: the same colour on another shape, the same shape in
 another colour (red: named by one edit as the background, which that edit then leaves out)."""
-SAMPLES = 32
-ATTRIBUTES = ("background", "colour", "position", "size", "shape")
-SEED = 1234
+SAMPLES = EvalConfig().reconstruction_samples
+SEED = EvalConfig().seed
 
 
 def prompts(concept) -> list[tuple[str, dict]]:
@@ -72,7 +73,7 @@ def sample_world(world: Path, out: Path, threads: int) -> None:
                     "expect": expect,
                     "kept": [r.matches(wanted) for r in readings],
                     "edit_takes": [r.matches(expect) for r in readings] if expect else None,
-                    "readings": [{k: getattr(r, k) for k in ATTRIBUTES} for r in readings],
+                    "readings": [{k: getattr(r, k) for k in ORACLE_ATTRIBUTES} for r in readings],
                 }
             )
     out.mkdir(parents=True, exist_ok=True)
