@@ -87,13 +87,9 @@ def kept(rows: list[dict], pair: str, names_background: bool | None) -> tuple[in
     edits (False), or the reconstruction prompt (None)."""
     hits = total = 0
     for row in rows:
-        if row["pair"] != pair:
+        group = "background" in row["expect"] if row["expect"] else None
+        if row["pair"] != pair or group != names_background:
             continue
-        if names_background is None and row["expect"]:
-            continue
-        if names_background is not None:
-            if not row["expect"] or ("background" in row["expect"]) != names_background:
-                continue
         hits += sum(row["kept"])
         total += len(row["kept"])
     return hits, total
