@@ -1,11 +1,15 @@
 """The world's training recipe is deterministic by seed (a shortened run, trained twice)."""
 
+import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from ptibench.errors import PtibenchError
+from ptibench.world import train_t2i
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.train_clip import train_clip
 from ptibench.world.train_layout import train_layout
@@ -75,3 +79,64 @@ def test_manifest_is_written(twice):
     manifest = json.loads((twice[0] / "manifest.json").read_text())
     assert {"vae", "text_to_image", "layout", "clip", "lpips"} <= manifest.keys()
     assert manifest["text_to_image"]["steps_done"] == TINY.t2i_steps
+
+
+class Stopped(Exception):
+    """Stands in for a run killed mid-phase (a session's end, a lost machine)."""
+
+
+def _count_steps(monkeypatch, stop_at: int | None = None) -> list:
+    """Count the phase's loss calls (one a step), raising `Stopped` at call `stop_at`."""
+    real = train_t2i.text_to_image_loss
+    seen = []
+
+    def loss(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == stop_at:
+            raise Stopped
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_t2i, "text_to_image_loss", loss)
+    return seen
+
+
+@pytest.fixture(scope="module")
+def t2i_alone(twice, tmp_path_factory):
+    """The text-to-image phase run through without a stop, beside the VAE of `twice`."""
+    out = tmp_path_factory.mktemp("t2i-alone")
+    shutil.copytree(twice[0] / "vae", out / "vae")
+    train_text_to_image(out, TINY)
+    return out
+
+
+def test_a_stopped_text_to_image_phase_resumes_bit_for_bit(t2i_alone, twice, tmp_path, monkeypatch):
+    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
+    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
+    with pytest.raises(Stopped):
+        train_text_to_image(tmp_path, TINY)
+    assert torch.load(tmp_path / train_t2i.RESUME_FILE)["step"] == TINY.save_every
+    monkeypatch.undo()
+    steps = _count_steps(monkeypatch)
+    train_text_to_image(tmp_path, TINY)
+    assert len(steps) == TINY.t2i_steps - TINY.save_every
+    assert not (tmp_path / train_t2i.RESUME_FILE).exists()
+    for weights in (
+        "pipeline/unet/diffusion_pytorch_model.safetensors",
+        "pipeline/text_encoder/model.safetensors",
+    ):
+        first, second = (load_file(str(out / weights)) for out in (t2i_alone, tmp_path))
+        assert all(torch.equal(first[k], second[k]) for k in first), weights
+    record = json.loads((tmp_path / "manifest.json").read_text())["text_to_image"]
+    assert record["resumed_at"] == TINY.save_every
+    assert record["steps_done"] == TINY.t2i_steps
+
+
+def test_a_saved_state_of_other_settings_is_refused(twice, tmp_path, monkeypatch):
+    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
+    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
+    with pytest.raises(Stopped):
+        train_text_to_image(tmp_path, TINY)
+    monkeypatch.undo()
+    other = dataclasses.replace(TINY, t2i_lr=TINY.t2i_lr / 2)
+    with pytest.raises(PtibenchError, match="t2i_lr"):
+        train_text_to_image(tmp_path, other)

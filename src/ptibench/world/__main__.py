@@ -1,6 +1,8 @@
 """`python -m ptibench.world train --out DIR [--part vae,t2i,layout,language,clip,lpips]` trains
 the tiny world (`language`: the caption-language phase, `train_language`; `roles`, not a default
 part and not in the shipped weights: that phase continued on role-word captions, `train_roles`);
+a stopped run continues its text-to-image phase from the last `save_every` step when the
+same command is run again (`--part t2i,...` on), bit for bit on the same thread count;
 `python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;
 `python -m ptibench.world concept --shape star --colour red --contexts black:left,blue:top
 --out DIR` writes a new tiny-world concept folder, no code needed."""
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     for part in parts:
-        print(part, PARTS[part](args.out, config), flush=True)
+        try:
+            print(part, PARTS[part](args.out, config), flush=True)
+        except PtibenchError as error:
+            print(f"python -m ptibench.world train: error: {error}", file=sys.stderr)
+            return 2
     merge_manifest(args.out, "object_sizes", dict(SIZES))
     return 0
 

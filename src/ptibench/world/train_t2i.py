@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ptibench.errors import PtibenchError
 from ptibench.world.recipe import TrainConfig, cosine_lr, ema_update, merge_manifest, save_pipeline
 
 from . import components
@@ -23,6 +24,18 @@ from .dataset import foreground_alpha, render_set
 from .render import caption
 
 CFG_DROPOUT = 0.1
+RESUME_FILE = "t2i-resume.pt"
+"""The phase's full state at its last `save_every` step, in the world's folder until it ends."""
+RESUME_KEYS = (
+    "seed",
+    "images",
+    "t2i_steps",
+    "t2i_batch",
+    "t2i_lr",
+    "t2i_foreground_weight",
+    "ema_decay",
+)
+"""The settings a saved state belongs to: resuming under others would train another recipe."""
 
 
 class CaptionTokens:
@@ -135,9 +148,14 @@ def train_text_to_image(out: Path, config: TrainConfig) -> dict:
     rng = np.random.default_rng(config.seed + 2)
     gen = torch.Generator().manual_seed(config.seed + 3)
     batches = ImageBatches(tokens, scheduler, data, latents, weights, config.t2i_batch, rng, gen)
+    modules = {"unet": unet, "text": text_encoder, "ema_unet": ema_unet, "ema_text": ema_text}
+    state = load_resume_state(out, config, modules, opt, rng, gen)
+    first, losses, seconds_before = state["step"], state["losses"], state["seconds"]
     start = time.time()
-    losses: list[float] = []
-    for step in tqdm(range(config.t2i_steps), desc="text-to-image", mininterval=30):
+    steps = range(first, config.t2i_steps)
+    for step in tqdm(
+        steps, desc="text-to-image", initial=first, total=config.t2i_steps, mininterval=30
+    ):
         for group in opt.param_groups:
             group["lr"] = config.t2i_lr * cosine_lr(step, config.t2i_steps)
         loss = text_to_image_loss(unet, text_encoder, batches)
@@ -151,17 +169,71 @@ def train_text_to_image(out: Path, config: TrainConfig) -> dict:
         losses.append(loss.item())
         last = step + 1 == config.t2i_steps
         if (step + 1) % config.save_every == 0 or last:
+            seconds = round(seconds_before + time.time() - start, 1)
             save_pipeline(out, vae, ema_text, tokenizer, ema_unet)
+            if not last:
+                save_resume_state(out, config, step + 1, modules, opt, rng, gen, losses, seconds)
             record = {
                 "steps_done": step + 1,
                 "steps": config.t2i_steps,
-                "seconds": round(time.time() - start, 1),
+                "seconds": seconds,
                 "loss_last_100": float(np.mean(losses[-100:])),
                 "batch": config.t2i_batch,
                 "lr": config.t2i_lr,
                 "foreground_weight": config.t2i_foreground_weight,
                 "threads": torch.get_num_threads(),
             }
+            if first:
+                record["resumed_at"] = first
             merge_manifest(out, "text_to_image", record)
+    (out / RESUME_FILE).unlink(missing_ok=True)
     shutil.rmtree(out / "tokenizer-src", ignore_errors=True)
     return record
+
+
+def save_resume_state(out: Path, config, step, modules, opt, rng, gen, losses, seconds) -> None:
+    """Everything the next step depends on, written atomically: a run stopped after `step`
+    continues bit for bit (on the same thread count) instead of starting the phase again."""
+    state = {
+        "step": step,
+        "settings": {key: getattr(config, key) for key in RESUME_KEYS},
+        "threads": torch.get_num_threads(),
+        "modules": {name: module.state_dict() for name, module in modules.items()},
+        "optimizer": opt.state_dict(),
+        "rng": rng.bit_generator.state,
+        "gen": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "losses": losses,
+        "seconds": seconds,
+    }
+    tmp = out / (RESUME_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / RESUME_FILE)
+
+
+def load_resume_state(out: Path, config, modules, opt, rng, gen) -> dict:
+    """Restore a saved state into the freshly built run if there is one; a fresh run starts
+    at step 0."""
+    path = out / RESUME_FILE
+    if not path.exists():
+        return {"step": 0, "losses": [], "seconds": 0.0}
+    state = torch.load(path, weights_only=False)
+    settings = {key: getattr(config, key) for key in RESUME_KEYS}
+    if state["settings"] != settings:
+        changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
+        raise PtibenchError(
+            f"{path} was saved by a run with other settings ({', '.join(changed)}): "
+            "rerun with them, or delete it to train the phase from the start"
+        )
+    for name, module in modules.items():
+        module.load_state_dict(state["modules"][name])
+    opt.load_state_dict(state["optimizer"])
+    rng.bit_generator.state = state["rng"]
+    gen.set_state(state["gen"])
+    torch.set_rng_state(state["torch_rng"])
+    note = ""
+    if state["threads"] != torch.get_num_threads():
+        threads = torch.get_num_threads()
+        note = f" (saved on {state['threads']} threads, not bit for bit on {threads})"
+    print(f"text-to-image: resuming at step {state['step']} from {path}{note}", flush=True)
+    return state
