@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from ptibench.errors import PtibenchError
+from ptibench.world import __main__ as world_cli
 from ptibench.world import train_t2i
 from ptibench.world.recipe import TrainConfig
 from ptibench.world.train_clip import train_clip
@@ -140,3 +141,20 @@ def test_a_saved_state_of_other_settings_is_refused(twice, tmp_path, monkeypatch
     other = dataclasses.replace(TINY, t2i_lr=TINY.t2i_lr / 2)
     with pytest.raises(PtibenchError, match="t2i_lr"):
         train_text_to_image(tmp_path, other)
+
+
+def test_the_command_line_says_so_in_one_line(twice, tmp_path, monkeypatch, capsys):
+    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
+    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
+    with pytest.raises(Stopped):
+        train_text_to_image(tmp_path, TINY)
+    monkeypatch.undo()
+    capsys.readouterr()
+    settings = {f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)}
+    settings["t2i_steps"] = TINY.t2i_steps * 2
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
+    code = world_cli.main(["train", "--out", str(tmp_path), "--part", "t2i", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert "t2i_steps" in err and train_t2i.RESUME_FILE in err
