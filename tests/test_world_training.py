@@ -101,6 +101,15 @@ def _count_steps(monkeypatch, stop_at: int | None = None) -> list:
     return seen
 
 
+def _stop_after_first_save(twice, out, monkeypatch) -> None:
+    """Beside `twice`'s VAE, a text-to-image phase stopped in the step after its first save."""
+    shutil.copytree(twice[0] / "vae", out / "vae")
+    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
+    with pytest.raises(Stopped):
+        train_text_to_image(out, TINY)
+    monkeypatch.undo()
+
+
 @pytest.fixture(scope="module")
 def t2i_alone(twice, tmp_path_factory):
     """The text-to-image phase run through without a stop, beside the VAE of `twice`."""
@@ -111,12 +120,8 @@ def t2i_alone(twice, tmp_path_factory):
 
 
 def test_a_stopped_text_to_image_phase_resumes_bit_for_bit(t2i_alone, twice, tmp_path, monkeypatch):
-    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
-    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
-    with pytest.raises(Stopped):
-        train_text_to_image(tmp_path, TINY)
+    _stop_after_first_save(twice, tmp_path, monkeypatch)
     assert torch.load(tmp_path / train_t2i.RESUME_FILE)["step"] == TINY.save_every
-    monkeypatch.undo()
     steps = _count_steps(monkeypatch)
     train_text_to_image(tmp_path, TINY)
     assert len(steps) == TINY.t2i_steps - TINY.save_every
@@ -133,24 +138,16 @@ def test_a_stopped_text_to_image_phase_resumes_bit_for_bit(t2i_alone, twice, tmp
 
 
 def test_a_saved_state_of_other_settings_is_refused(twice, tmp_path, monkeypatch):
-    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
-    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
-    with pytest.raises(Stopped):
-        train_text_to_image(tmp_path, TINY)
-    monkeypatch.undo()
+    _stop_after_first_save(twice, tmp_path, monkeypatch)
     other = dataclasses.replace(TINY, t2i_lr=TINY.t2i_lr / 2)
     with pytest.raises(PtibenchError, match="t2i_lr"):
         train_text_to_image(tmp_path, other)
 
 
 def test_the_command_line_says_so_in_one_line(twice, tmp_path, monkeypatch, capsys):
-    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
-    _count_steps(monkeypatch, stop_at=TINY.save_every + 1)
-    with pytest.raises(Stopped):
-        train_text_to_image(tmp_path, TINY)
-    monkeypatch.undo()
+    _stop_after_first_save(twice, tmp_path, monkeypatch)
     capsys.readouterr()
-    settings = {f.name: getattr(TINY, f.name) for f in dataclasses.fields(TINY)}
+    settings = dataclasses.asdict(TINY)
     settings["t2i_steps"] = TINY.t2i_steps * 2
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in settings.items()]
     code = world_cli.main(["train", "--out", str(tmp_path), "--part", "t2i", *flags])

@@ -10,22 +10,20 @@ OUT_DIR: a `--ptibench-out` folder (its `results.json`) with the yellow-ring sta
 from __future__ import annotations
 
 import collections
-import json
 import sys
 from pathlib import Path
 
 from scipy.stats import spearmanr
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
+
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompts.py)
+
 METRICS = ("distance", "clip_i", "lpips", "appearance", "edit_success", "edit_identity", "leakage")
 
 
-def cases(out_dir: Path) -> list[dict]:
-    results = json.loads((out_dir / "results.json").read_text())
-    return [c for c in results["cases"] if c["spec"]["stage"] == "inversion"]
-
-
 def table(name: str, out_dir: Path) -> None:
-    runs = cases(out_dir)
+    runs = inversion_cases(out_dir)
     by_lr = collections.defaultdict(list)
     for case in runs:
         by_lr[case["spec"]["lr"]].append(case["metrics"])

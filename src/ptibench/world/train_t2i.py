@@ -191,12 +191,16 @@ def train_text_to_image(out: Path, config: TrainConfig) -> dict:
     return record
 
 
+def resume_settings(config: TrainConfig) -> dict:
+    return {key: getattr(config, key) for key in RESUME_KEYS}
+
+
 def save_resume_state(out: Path, config, step, modules, opt, rng, gen, losses, seconds) -> None:
     """Everything the next step depends on, written atomically: a run stopped after `step`
     continues bit for bit (on the same thread count) instead of starting the phase again."""
     state = {
         "step": step,
-        "settings": {key: getattr(config, key) for key in RESUME_KEYS},
+        "settings": resume_settings(config),
         "threads": torch.get_num_threads(),
         "modules": {name: module.state_dict() for name, module in modules.items()},
         "optimizer": opt.state_dict(),
@@ -218,7 +222,7 @@ def load_resume_state(out: Path, config, modules, opt, rng, gen) -> dict:
     if not path.exists():
         return {"step": 0, "losses": [], "seconds": 0.0}
     state = torch.load(path, weights_only=False)
-    settings = {key: getattr(config, key) for key in RESUME_KEYS}
+    settings = resume_settings(config)
     if state["settings"] != settings:
         changed = sorted(k for k in settings if state["settings"].get(k) != settings[k])
         raise PtibenchError(
