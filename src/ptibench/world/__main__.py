@@ -1,6 +1,7 @@
 """`python -m ptibench.world train --out DIR [--part vae,t2i,layout,language,clip,lpips]` trains
 the tiny world (`language`: the caption-language phase, `train_language`; `roles`, not a default
-part and not in the shipped weights: that phase continued on role-word captions, `train_roles`);
+part and not in the shipped weights: that phase on role-word captions, `train_roles`, continued
+after `language` or in its place after `layout`);
 a stopped run continues its text-to-image phase from the last `save_every` step when the
 same command is run again (`--part t2i,...` on), bit for bit on the same thread count;
 `python -m ptibench.world concepts [--out DIR]` writes the shipped concepts;

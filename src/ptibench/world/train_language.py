@@ -246,7 +246,9 @@ def train_language(
 
 
 def train_roles(out: Path, config: TrainConfig) -> dict:
-    """The `roles` part: the language phase continued for `config.roles_steps` steps on
-    role-word captions (`role_language.RoleLanguage`), with the phase's seeds, lrs and map loss."""
+    """The `roles` part: the language phase for `config.roles_steps` steps on role-word captions
+    (`role_language.RoleLanguage`), with the phase's seeds, lrs and map loss, from whatever the
+    pipeline in `out` holds: after `language` it continues that phase, after `layout` it takes
+    its place (`--part t2i,layout,roles --roles-steps 1500`)."""
     continued = dataclasses.replace(config, language_steps=config.roles_steps)
     return train_language(out, continued, language_class=RoleLanguage, part="roles")
