@@ -99,16 +99,22 @@ def train_parser(description: str) -> tuple[argparse.ArgumentParser, argparse.Ar
     return parser, tr
 
 
-def main() -> None:
-    parser, tr = train_parser(__doc__.splitlines()[0])
-    tr.add_argument("--share", type=float, default=SHARE)
+def train_with_share(description: str, language_class, part: str, share=None, **defaults) -> None:
+    """A probe's whole command line for a language with a `share` class attribute: `train`
+    (--world, --seed, --steps, --threads, --share; `share` None makes --share required,
+    `defaults` replace the others' defaults), then `train_phase`, its report printed."""
+    parser, tr = train_parser(description)
+    tr.add_argument("--share", type=float, default=share, required=share is None)
+    tr.set_defaults(**defaults)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ObjectSlotLanguage.share = args.share
-    report = train_phase(
-        args.world, ObjectSlotLanguage, "object_slot", args.seed, args.steps, share=args.share
-    )
+    language_class.share = args.share
+    report = train_phase(args.world, language_class, part, args.seed, args.steps, share=args.share)
     print(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    train_with_share(__doc__.splitlines()[0], ObjectSlotLanguage, "object_slot", SHARE)
 
 
 if __name__ == "__main__":

@@ -12,16 +12,14 @@ writes its weights in place):
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "object-slot"))
 
-from object_slot import train_parser, train_phase  # noqa: E402  (object-slot/object_slot.py)
+from object_slot import train_with_share  # noqa: E402  (object-slot/object_slot.py)
 
 from ptibench.world.language import CaptionLanguage  # noqa: E402
 from ptibench.world.recipe import TrainConfig  # noqa: E402
@@ -43,16 +41,13 @@ class MixedLanguage:
 
 
 def main() -> None:
-    parser, tr = train_parser(__doc__.splitlines()[0])
-    tr.add_argument("--share", type=float, required=True)
-    tr.set_defaults(seed=1, steps=TrainConfig().language_steps)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    MixedLanguage.share = args.share
-    report = train_phase(
-        args.world, MixedLanguage, "mixed_roles", args.seed, args.steps, share=args.share
+    train_with_share(
+        __doc__.splitlines()[0],
+        MixedLanguage,
+        "mixed_roles",
+        seed=1,
+        steps=TrainConfig().language_steps,
     )
-    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
