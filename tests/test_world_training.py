@@ -155,3 +155,19 @@ def test_the_command_line_says_so_in_one_line(twice, tmp_path, monkeypatch, caps
     assert code == 2
     assert len(err.splitlines()) == 1
     assert "t2i_steps" in err and train_t2i.RESUME_FILE in err
+
+
+def test_the_recipe_default_depth_is_the_shipped_encoder_depth():
+    from ptibench.assets import tiny_world_path
+
+    shipped = json.loads((tiny_world_path() / "pipeline/text_encoder/config.json").read_text())
+    assert shipped["num_hidden_layers"] == TrainConfig().text_layers
+
+
+def test_text_layers_sets_the_encoder_depth_and_is_recorded(twice, tmp_path):
+    shutil.copytree(twice[0] / "vae", tmp_path / "vae")
+    train_text_to_image(tmp_path, dataclasses.replace(TINY, text_layers=2, t2i_steps=1))
+    config = json.loads((tmp_path / "pipeline/text_encoder/config.json").read_text())
+    assert config["num_hidden_layers"] == 2
+    record = json.loads((tmp_path / "manifest.json").read_text())["text_to_image"]
+    assert record["text_layers"] == 2

@@ -24,6 +24,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
 MAX_TOKENS = 16
 TEXT_WIDTH = 128
+TEXT_LAYERS = 3
 
 SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000,
@@ -72,12 +73,14 @@ def build_tokenizer(folder: Path) -> CLIPTokenizer:
     return tokenizer
 
 
-def build_text_encoder() -> CLIPTextModel:
+def build_text_encoder(layers: int = TEXT_LAYERS) -> CLIPTextModel:
+    """The world's text encoder; `layers` other than the shipped 3 is for probing what depth
+    changes (`python -m ptibench.world train --text-layers N`)."""
     config = CLIPTextConfig(
         vocab_size=49408,
         hidden_size=TEXT_WIDTH,
         intermediate_size=4 * TEXT_WIDTH,
-        num_hidden_layers=3,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         max_position_embeddings=MAX_TOKENS,
         bos_token_id=49406,

@@ -30,6 +30,7 @@ class TrainConfig:
     t2i_batch: int = 32
     t2i_lr: float = 8e-4
     t2i_foreground_weight: float = 10.0
+    text_layers: int = components.TEXT_LAYERS
     ema_decay: float = 0.999
     save_every: int = 500
     layout_steps: int = 1000

@@ -250,5 +250,5 @@ def train_roles(out: Path, config: TrainConfig) -> dict:
     (`role_language.RoleLanguage`), with the phase's seeds, lrs and map loss, from whatever the
     pipeline in `out` holds: after `language` it continues that phase, after `layout` it takes
     its place (`--part t2i,layout,roles --roles-steps 1500`)."""
-    continued = dataclasses.replace(config, language_steps=config.roles_steps)
-    return train_language(out, continued, language_class=RoleLanguage, part="roles")
+    phase = dataclasses.replace(config, language_steps=config.roles_steps)
+    return train_language(out, phase, language_class=RoleLanguage, part="roles")

@@ -33,6 +33,7 @@ RESUME_KEYS = (
     "t2i_batch",
     "t2i_lr",
     "t2i_foreground_weight",
+    "text_layers",
     "ema_decay",
 )
 """The settings a saved state belongs to: resuming under others would train another recipe."""
@@ -138,7 +139,7 @@ def train_text_to_image(out: Path, config: TrainConfig) -> dict:
     vae = AutoencoderKL.from_pretrained(out / "vae")
     data, latents, weights = cached_latents(config, vae)
     tokenizer = components.build_tokenizer(out / "tokenizer-src")
-    text_encoder = components.build_text_encoder()
+    text_encoder = components.build_text_encoder(config.text_layers)
     unet = components.build_unet()
     scheduler = components.build_train_scheduler()
     ema_text, ema_unet = copy.deepcopy(text_encoder), copy.deepcopy(unet)
@@ -181,6 +182,7 @@ def train_text_to_image(out: Path, config: TrainConfig) -> dict:
                 "batch": config.t2i_batch,
                 "lr": config.t2i_lr,
                 "foreground_weight": config.t2i_foreground_weight,
+                "text_layers": config.text_layers,
                 "threads": torch.get_num_threads(),
             }
             if first:
