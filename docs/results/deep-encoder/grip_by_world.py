@@ -14,7 +14,6 @@ to see whether the encoder bounds what distance can do. No training: text-encode
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -25,19 +24,20 @@ from ptibench.concept import load_concept
 from ptibench.models.artifacts import load_embedding
 from ptibench.models.loading import load_bundle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rewording"))
-from stage1_grip_probe import SCALES, grip  # noqa: E402
-
-CASE = re.compile(r"inversion-pti-lr=([0-9.e+-]+)-seed(\d+)$")
+RESULTS = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(RESULTS / "rewording"))
+sys.path.insert(0, str(RESULTS / "roles-world"))
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompts.py)
+from stage1_grip_probe import SCALES, grip  # noqa: E402  (rewording/stage1_grip_probe.py)
 
 
 def vectors(out: Path, concept: str) -> dict[tuple[float, int], torch.Tensor]:
+    """(lr, grid seed) -> the trained vector of each stage-1 case of `concept` in `out`."""
     found = {}
-    for folder in sorted((out / "artifacts").glob(f"{concept}-inversion-pti-lr=*")):
-        match = CASE.search(folder.name)
-        if match and (folder / "learned_embeds.safetensors").is_file():
-            key = (float(match.group(1)), int(match.group(2)))
-            found[key] = load_embedding(folder / "learned_embeds.safetensors")
+    for case in inversion_cases(out):
+        spec, embeds = case["spec"], case.get("artifacts", {}).get("learned_embeds")
+        if spec["concept"] == concept and embeds:
+            found[(spec["lr"], spec["seed"])] = load_embedding(out / embeds)
     return found
 
 
@@ -47,7 +47,7 @@ def world_rows(world: str, out: Path, concept_name: str) -> tuple[list[str], lis
     e0 = bundle.word_embedding(concept.initializer)
     found = vectors(out, concept_name)
     if not found:
-        raise SystemExit(f"error: no stage-1 vectors of {concept_name} under {out}/artifacts")
+        raise SystemExit(f"error: no stage-1 vectors of {concept_name} in {out}/results.json")
     by_lr: dict[float, list[dict]] = {}
     for (lr, _seed), vector in sorted(found.items()):
         row = grip(bundle, concept, vector, e0)

@@ -10,19 +10,21 @@ three grid seeds' counts (of 32 samples each) for the right colour and the right
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from ptibench.concept import load_concept
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompts.py)
+
 
 def readings(out: Path) -> dict[float, list[tuple[int, int, int]]]:
     """lr -> per grid seed (colour right, shape right, samples) of the reconstruction prompts."""
-    document = json.loads((out / "results.json").read_text())
     by_lr: dict[float, dict[int, tuple[int, int, int]]] = {}
-    for case in document["cases"]:
+    for case in inversion_cases(out):
         spec = case["spec"]
-        if spec["stage"] != "inversion" or case.get("status") != "ok":
+        if case.get("status") != "ok":
             continue
         concept = load_concept(spec["concept"])
         oracle = case["records"]["reconstruction"]["oracle"]
