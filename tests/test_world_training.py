@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from ptibench.assets import tiny_world_path
 from ptibench.errors import PtibenchError
 from ptibench.world import __main__ as world_cli
 from ptibench.world import train_t2i
@@ -158,8 +159,6 @@ def test_the_command_line_says_so_in_one_line(twice, tmp_path, monkeypatch, caps
 
 
 def test_the_recipe_default_depth_is_the_shipped_encoder_depth():
-    from ptibench.assets import tiny_world_path
-
     shipped = json.loads((tiny_world_path() / "pipeline/text_encoder/config.json").read_text())
     assert shipped["num_hidden_layers"] == TrainConfig().text_layers
 
