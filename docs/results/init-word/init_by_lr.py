@@ -15,12 +15,15 @@ cases.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 from scipy.stats import fisher_exact, spearmanr
 
 from ptibench.concept import load_concept
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/edit_prompts.py)
 
 LOW, HIGH = (1e-3, 3e-3), (3e-1, 1.0)
 
@@ -45,19 +48,17 @@ def case_counts(case, wanted) -> dict[str, tuple[int, int]]:
     }
 
 
-def load(source: str, seeds: set[int]):
-    """NAME=OUT:CONCEPT -> (name, [(lr, seed, distance, counts)])."""
+def load(source: str, seeds: set[int], wanted: dict):
+    """NAME=RESULTS:CONCEPT -> (name, [(lr, seed, distance, counts)])."""
     name, rest = source.split("=", 1)
     out, concept_name = rest.rsplit(":", 1)
-    results = json.loads((Path(out) / "results.json").read_text())
     rows = []
-    for case in results["cases"]:
+    for case in inversion_cases(Path(out)):
         spec = case["spec"]
-        if spec["stage"] != "inversion" or spec["seed"] not in seeds:
+        if spec["seed"] not in seeds:
             continue
         if Path(spec["concept"]).name != concept_name or case.get("status") != "ok":
             continue
-        wanted = load_concept(spec["concept"]).appearance
         rows.append(
             (spec["lr"], spec["seed"], case["metrics"]["distance"], case_counts(case, wanted))
         )
@@ -128,11 +129,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1", help="grid seeds to pool (comma list)")
     parser.add_argument(
-        "sources", nargs="+", help="NAME=OUT_DIR:CONCEPT_NAME; the first is the control"
+        "--appearance-of",
+        default="yellow-ring",
+        help="the shipped concept whose shape and colour the samples are read against (the "
+        "probe's folders differ from it only in name and initializer)",
+    )
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        help="NAME=RESULTS:CONCEPT (RESULTS: an --ptibench-out folder or a results.json[.gz]); "
+        "the first is the control",
     )
     args = parser.parse_args()
     seeds = {int(s) for s in args.seeds.split(",")}
-    loaded = [load(source, seeds) for source in args.sources]
+    wanted = load_concept(args.appearance_of).appearance
+    loaded = [load(source, seeds, wanted) for source in args.sources]
     lines = ["## Stage 1 by lr, grid seeds " + args.seeds, ""]
     for name, rows in loaded:
         lines += table(name, rows)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import json
 from pathlib import Path
 
@@ -19,8 +20,14 @@ from scipy.stats import fisher_exact
 
 
 def inversion_cases(out_dir: Path):
-    """The run's stage-1 cases, as `results.json` holds them."""
-    results = json.loads((out_dir / "results.json").read_text())
+    """The run's stage-1 cases, as `results.json` holds them: `out_dir` is its `--ptibench-out`
+    folder, or a results file kept beside a write-up (`.json`, or gzipped `.json.gz`)."""
+    path = out_dir if out_dir.is_file() else out_dir / "results.json"
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as handle:
+            results = json.load(handle)
+    else:
+        results = json.loads(path.read_text())
     return [case for case in results["cases"] if case["spec"]["stage"] == "inversion"]
 
 
