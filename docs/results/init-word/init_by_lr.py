@@ -70,10 +70,6 @@ def pooled(rows, reading: str, lrs=None) -> tuple[int, int]:
     return sum(h for h, _ in picked), sum(n for _, n in picked)
 
 
-def share_text(hits: int, n: int) -> str:
-    return f"{hits}/{n}"
-
-
 READINGS = ("shape", "colour", "appearance", "edit", "identity", "copies")
 
 
@@ -88,7 +84,7 @@ def table(name: str, rows) -> list[str]:
     for lr in lrs:
         mine = [r for r in rows if r[0] == lr]
         distance = sum(r[2] for r in mine) / len(mine)
-        cells = [share_text(*pooled(mine, reading)) for reading in READINGS]
+        cells = ["{}/{}".format(*pooled(mine, reading)) for reading in READINGS]
         lines.append(f"| {lr:.0e} | {distance:.3g} | " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -98,8 +94,8 @@ def tests(control, others) -> list[str]:
     lines += ["| concept | test | result |", "|---|---|---|"]
     base_name, base_rows = control
     for name, rows in [control, *others]:
+        lr = [r[0] for r in rows]
         for reading in ("shape", "appearance", "edit"):
-            lr = [r[0] for r in rows]
             value = [r[3][reading][0] / r[3][reading][1] for r in rows]
             rho, p = spearmanr(lr, value)
             lines.append(f"| {name} | Spearman of {reading} with lr | {rho:+.2f} (p = {p:.2g}) |")
