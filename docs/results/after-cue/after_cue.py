@@ -40,10 +40,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "object-slot"))
 sys.path.insert(0, str(HERE.parent / "noise-words"))
 sys.path.insert(0, str(HERE.parent / "held-out-vocabulary"))
+sys.path.insert(0, str(HERE.parent / "bidirectional"))
 
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from known_words import KNOWN_WORD_PHRASINGS, skeleton  # noqa: E402  (held-out-vocabulary/)
 from object_slot import command_parsers, measure_parser, train_phase  # noqa: E402
+from phrasing_tables import background_shares  # noqa: E402  (bidirectional/phrasing_tables.py)
 
 from ptibench.world import language, quality  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
@@ -116,21 +118,12 @@ def check(count: int = 20000) -> None:
     print(f"{count} after-cue captions: no held-out construction, no known-word skeleton")
 
 
-def background_shares(folder: Path) -> dict[str, float]:
-    shares = {}
-    for name in SETS:
-        rows = json.loads((folder / f"{name}.json").read_text())["rows"]
-        shares |= {key: row["background"]["share"] for key, row in rows.items()}
-    shares.pop("training phrasing", None)
-    return shares
-
-
 def table(worlds: list[str]) -> None:
     """Background share per group of phrasings (held-out sets by which colour comes first; the
     known-word set by which colour comes first), per world, the mean over phrasings; then each
     world against the first, paired by phrasing (mean change, 95% t interval, Wilcoxon p)."""
     named = [item.split("=", 1) for item in worlds]
-    shares = {name: background_shares(Path(folder)) for name, folder in named}
+    shares = {name: background_shares(Path(folder), SETS) for name, folder in named}
     known = set(KNOWN_WORD_PHRASINGS)
     keys = list(shares[named[0][0]])
 

@@ -33,10 +33,10 @@ from scipy import stats
 from ptibench.world.quality import HELD_OUT_SETS
 
 
-def background_shares(folder: Path) -> dict[str, float]:
-    """The background share of every held-out phrasing (its template), set by set."""
+def background_shares(folder: Path, sets=HELD_OUT_SETS) -> dict[str, float]:
+    """The background share of every phrasing (its template) of the named `sets`, set by set."""
     shares = {}
-    for name in HELD_OUT_SETS:
+    for name in sets:
         rows = json.loads((folder / f"{name}.json").read_text())["rows"]
         shares |= {key: row["background"]["share"] for key, row in rows.items()}
     shares.pop("training phrasing")
