@@ -45,7 +45,10 @@ sys.path.insert(0, str(HERE.parent / "bidirectional"))
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
 from known_words import KNOWN_WORD_PHRASINGS, skeleton  # noqa: E402  (held-out-vocabulary/)
 from object_slot import command_parsers, measure_parser, train_phase  # noqa: E402
-from phrasing_tables import background_shares  # noqa: E402  (bidirectional/phrasing_tables.py)
+from phrasing_tables import (  # noqa: E402  (bidirectional/phrasing_tables.py)
+    background_shares,
+    object_colour_first,
+)
 
 from ptibench.world import language, quality  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
@@ -119,16 +122,16 @@ def check(count: int = 20000) -> None:
 
 
 def table(worlds: list[str]) -> None:
-    """Background share per group of phrasings (held-out sets by which colour comes first; the
-    known-word set by which colour comes first), per world, the mean over phrasings; then each
-    world against the first, paired by phrasing (mean change, 95% t interval, Wilcoxon p)."""
+    """Background share per group of phrasings (held-out or known-word, by which colour comes
+    first), per world, the mean over phrasings; then each world against the first, paired by
+    phrasing (mean change, 95% t interval, Wilcoxon p)."""
     named = [item.split("=", 1) for item in worlds]
     shares = {name: background_shares(Path(folder), SETS) for name, folder in named}
     known = set(KNOWN_WORD_PHRASINGS)
     keys = list(shares[named[0][0]])
 
     def group(key: str) -> str:
-        first = "background" if key.index("{background}") < key.index("{colour}") else "object"
+        first = "object" if object_colour_first([key])[0] else "background"
         return f"{'known-word' if key in known else 'held-out'}, {first}'s colour first"
 
     groups = sorted({group(k) for k in keys})

@@ -3,10 +3,10 @@ rewording when it knows every word?
 
 `KNOWN_WORD_PHRASINGS` use no word outside the caption vocabulary (`vocabulary.py`), in
 constructions no caption has: `check` draws captions as the recipe does and asserts both (each
-phrasing's skeleton, slots as any word, matches none of them). `measure` reads the shipped world
-on them (64 held-out combinations per phrasing, one sample each, as every held-out set is read);
-`table` prints each phrasing's background share with its 95% interval as `measure` stores it against
-predictions 53-56 ([predictions.md](predictions.md)).
+phrasing's skeleton, slots as their attribute's words, matches none of them). `measure` reads
+the shipped world on them (64 held-out combinations per phrasing, one sample each, as every
+held-out set is read); `table` prints each phrasing's background share with the 95% Wilson
+interval `measure` stores, against predictions 53-56 ([predictions.md](predictions.md)).
 
     D=docs/results/held-out-vocabulary
     python $D/known_words.py check
@@ -27,8 +27,10 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "noise-words"))
+sys.path.insert(0, str(HERE.parent / "bidirectional"))
 
 import noise_words  # noqa: E402  (noise-words/noise_words.py)
+from phrasing_tables import object_colour_first  # noqa: E402  (bidirectional/phrasing_tables.py)
 from vocabulary import training_captions, words  # noqa: E402  (held-out-vocabulary/vocabulary.py)
 
 from ptibench.world import render  # noqa: E402
@@ -83,9 +85,10 @@ def table(folder: Path) -> None:
     rows = json.loads((folder / "known.json").read_text())["rows"]
     print("| phrasing | names first | background | colour | position | prediction |")
     print("|---|---|---|---|---|---|")
-    for template in KNOWN_WORD_PHRASINGS:
+    templates = list(KNOWN_WORD_PHRASINGS)
+    for template, object_first in zip(templates, object_colour_first(templates), strict=True):
         row = rows[template]
-        background_first = template.index("{background}") < template.index("{colour}")
+        background_first = not object_first
         share = row["background"]["share"]
         low, high = row["background"]["ci95"]
         held = share <= 0.40 if background_first else share >= 0.80
