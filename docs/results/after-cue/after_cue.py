@@ -22,7 +22,9 @@ the same extra training without the cue). Predictions 57-60 were committed befor
     python $D/after_cue.py measure --world W_AFTER --out $D/after --sets first,...,known
     python $D/after_cue.py table plain=$D/plain after=$D/after
 
-`W_*` are copies of the shipped world, trained in place.
+`W_*` are copies of the shipped world, trained in place. On a world that has had only its
+text-to-image and layout phases, `train --steps 1500` is that world's language phase itself
+(docs/results/2026-12-07-after-cue-from-start.md).
 """
 
 from __future__ import annotations
