@@ -21,6 +21,7 @@ the same extra training without the cue). Predictions 57-60 were committed befor
     python $D/after_cue.py train --world W_PLAIN --language plain --threads 1
     python $D/after_cue.py measure --world W_AFTER --out $D/after --sets first,...,known
     python $D/after_cue.py table plain=$D/plain after=$D/after
+    python $D/after_cue.py starts plain=$D/plain after=$D/after
 
 `W_*` are copies of the shipped world, trained in place. On a world that has had only its
 text-to-image and layout phases, `train --steps 1500` is that world's language phase itself
@@ -151,13 +152,40 @@ def table(worlds: list[str]) -> None:
     for name, _ in named[1:]:
         for g in groups:
             ks = [k for k in keys if group(k) == g]
-            change = np.array([shares[name][k] - shares[base][k] for k in ks])
-            low, high = stats.t.interval(0.95, len(ks) - 1, change.mean(), stats.sem(change))
-            p = stats.wilcoxon(change).pvalue if np.any(change) else 1.0
-            print(
-                f"| {name} | {base} | {g} | {change.mean():+.2f} [{low:+.2f}, {high:+.2f}] "
-                f"| {p:.2g} |"
-            )
+            print(f"| {name} | {base} | {g} | {paired_change(shares[base], shares[name], ks)} |")
+
+
+def paired_change(base: dict[str, float], other: dict[str, float], keys: list[str]) -> str:
+    """`other` minus `base` over `keys`: the mean change, its 95% t interval and Wilcoxon's p,
+    as two table cells."""
+    change = np.array([other[k] - base[k] for k in keys])
+    low, high = stats.t.interval(0.95, len(keys) - 1, change.mean(), stats.sem(change))
+    p = stats.wilcoxon(change).pvalue if np.any(change) else 1.0
+    return f"{change.mean():+.2f} [{low:+.2f}, {high:+.2f}] | {p:.2g}"
+
+
+def starts(worlds: list[str]) -> None:
+    """The held-out phrasings that name the background's colour first, split by whether the
+    colour is the phrasing's first word: per world the mean background share of each part, then
+    each world against the first, paired by phrasing."""
+    named = [item.split("=", 1) for item in worlds]
+    shares = {name: background_shares(Path(folder)) for name, folder in named}
+    keys = [k for k in shares[named[0][0]] if not object_colour_first([k])[0]]
+    parts = {
+        "starts with the colour": [k for k in keys if k.startswith("{background}")],
+        "words before the colour": [k for k in keys if not k.startswith("{background}")],
+    }
+    print("| world | " + " | ".join(f"{part} ({len(ks)})" for part, ks in parts.items()) + " |")
+    print("|---|" + "---|" * len(parts))
+    for name, _ in named:
+        means = [np.mean([shares[name][k] for k in ks]) for ks in parts.values()]
+        print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
+    base = named[0][0]
+    print("\n| world | against | part | mean change [95% t] | Wilcoxon p |")
+    print("|---|---|---|---|---|")
+    for name, _ in named[1:]:
+        for part, ks in parts.items():
+            print(f"| {name} | {base} | {part} | {paired_change(shares[base], shares[name], ks)} |")
 
 
 def main() -> None:
@@ -166,12 +194,13 @@ def main() -> None:
     measure_parser(sub, sets=",".join(SETS))
     sub.add_parser("check")
     sub.add_parser("table").add_argument("worlds", nargs="+", help="NAME=DIR (first: the base)")
+    sub.add_parser("starts").add_argument("worlds", nargs="+", help="NAME=DIR (first: the base)")
     args = parser.parse_args()
     if args.command == "check":
         check()
         return
-    if args.command == "table":
-        table(args.worlds)
+    if args.command in ("table", "starts"):
+        {"table": table, "starts": starts}[args.command](args.worlds)
         return
     torch.set_num_threads(args.threads)
     if args.command == "measure":
