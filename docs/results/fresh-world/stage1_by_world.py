@@ -3,6 +3,10 @@ grid seeds per lr, and Spearman's rank correlation of each metric with the lr ov
 (with its p): does pushing the token further buy reconstruction and cost editability?
 
     python docs/results/fresh-world/stage1_by_world.py NAME=OUT_DIR [...]
+    python docs/results/fresh-world/stage1_by_world.py --paired BASE=OUT_DIR NAME=OUT_DIR [...]
+
+`--paired`: each later world against the first, case by case (the same lr and grid seed):
+the mean change of every metric, its 95% t interval and Wilcoxon's signed-rank p.
 
 OUT_DIR: a `--ptibench-out` folder (its `results.json`) with the yellow-ring stage-1 grid.
 """
@@ -13,6 +17,8 @@ import collections
 import sys
 from pathlib import Path
 
+import numpy as np
+from scipy import stats
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
@@ -42,10 +48,41 @@ def table(name: str, out_dir: Path) -> None:
     print(f"\nSpearman with lr over {len(runs)} cases: " + "; ".join(cells) + "\n")
 
 
+def paired(worlds: list[tuple[str, Path]]) -> None:
+    """Each later world minus the first, paired by (lr, grid seed)."""
+    metrics = {
+        name: {(c["spec"]["lr"], c["spec"]["seed"]): c["metrics"] for c in inversion_cases(folder)}
+        for name, folder in worlds
+    }
+    base = worlds[0][0]
+    print("| world | against | metric | mean | base mean | change [95% t] | Wilcoxon p |")
+    print("|---|---|---|---|---|---|---|")
+    for name, _ in worlds[1:]:
+        keys = sorted(metrics[base].keys() & metrics[name].keys())
+        for m in METRICS:
+            a = np.array([metrics[base][k][m] for k in keys])
+            b = np.array([metrics[name][k][m] for k in keys])
+            d = b - a
+            low, high = stats.t.interval(0.95, len(d) - 1, d.mean(), stats.sem(d))
+            print(
+                f"| {name} | {base} | {m} | {b.mean():.3g} | {a.mean():.3g} | "
+                f"{d.mean():+.3g} [{low:+.3g}, {high:+.3g}] | {stats.wilcoxon(d).pvalue:.2g} |"
+            )
+    print(f"\n{len(keys)} cases paired by lr and grid seed.")
+
+
 def main(argv: list[str]) -> None:
-    for item in argv:
-        name, _, folder = item.partition("=")
-        table(name, Path(folder))
+    worlds = [
+        (name, Path(folder))
+        for name, _, folder in (a.partition("=") for a in argv if a != "--paired")
+    ]
+    if "--paired" in argv:
+        if len(worlds) < 2:
+            sys.exit("error: --paired needs a base world and at least one more")
+        paired(worlds)
+        return
+    for name, folder in worlds:
+        table(name, folder)
 
 
 if __name__ == "__main__":
