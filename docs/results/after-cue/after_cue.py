@@ -170,7 +170,8 @@ def starts(worlds: list[str]) -> None:
     each world against the first, paired by phrasing."""
     named = [item.split("=", 1) for item in worlds]
     shares = {name: background_shares(Path(folder)) for name, folder in named}
-    keys = [k for k in shares[named[0][0]] if not object_colour_first([k])[0]]
+    every = list(shares[named[0][0]])
+    keys = [k for k, first in zip(every, object_colour_first(every), strict=True) if not first]
     parts = {
         "starts with the colour": [k for k in keys if k.startswith("{background}")],
         "words before the colour": [k for k in keys if not k.startswith("{background}")],
