@@ -1,11 +1,12 @@
 """Per stage-1 lr, the samples that keep the concept in the edits naming a background (or, with
 `--edits all`, in every edit `edit_identity` reads), each grid seed apart and pooled over the
 seeds, with Fisher's exact test (two-sided) of each pool against the first run's: where along
-the grid a world loses the concept.
+the grid a world loses the concept. `--total` adds the pool over every lr, with its 95% Wilson
+interval.
 
-    python docs/results/longer-training/background_by_lr.py [--edits all] NAME=OUT_DIR [...]
+    python docs/results/longer-training/background_by_lr.py [--edits all] [--total] NAME=OUT [...]
 
-OUT_DIR: a `--ptibench-out` folder (its `results.json`) with the yellow-ring stage-1 grid.
+OUT: a `--ptibench-out` folder (its `results.json`) with the yellow-ring stage-1 grid.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from scipy.stats import fisher_exact
+from scipy.stats import binomtest, fisher_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "roles-world"))
 
@@ -45,6 +46,7 @@ def kept_by_lr(out_dir: Path, counted: list[bool]) -> dict[float, dict[int, tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", choices=("background", "all"), default="background")
+    parser.add_argument("--total", action="store_true", help="add the pool over every lr")
     parser.add_argument("runs", nargs="+", help="NAME=OUT_DIR")
     args = parser.parse_args()
     concept = json.loads((CONCEPT / "concept.json").read_text())
@@ -65,6 +67,23 @@ def main() -> None:
             p = fisher_exact([[kept, total - kept], [ref[0], ref[1] - ref[0]]])[1]
             cells.append(" ".join(f"{k}" for k, _ in seeds) + f" / {kept}/{total} (p = {p:.1g})")
         print(f"| {lr:g} | " + " | ".join(cells) + " |")
+    if args.total:
+        print("| all | " + " | ".join(pooled_cell(t, first) for t in runs.values()) + " |")
+
+
+def pooled(table: dict[float, dict[int, tuple]]) -> tuple[int, int]:
+    """(samples keeping the concept, samples) over every lr and seed."""
+    cells = [c for seeds in table.values() for c in seeds.values()]
+    return sum(k for k, _ in cells), sum(n for _, n in cells)
+
+
+def pooled_cell(table: dict[float, dict[int, tuple]], first: dict[float, dict[int, tuple]]) -> str:
+    """Samples keeping the concept over every lr and seed, Wilson 95%, Fisher against `first`."""
+    kept, total = pooled(table)
+    ref_kept, ref_total = pooled(first)
+    ci = binomtest(kept, total).proportion_ci(method="wilson")
+    p = fisher_exact([[kept, total - kept], [ref_kept, ref_total - ref_kept]])[1]
+    return f"{kept}/{total}, {kept / total:.2f} [{ci.low:.2f}, {ci.high:.2f}] (p = {p:.1g})"
 
 
 if __name__ == "__main__":
