@@ -23,6 +23,10 @@ the same extra training without the cue). Predictions 57-60 were committed befor
     python $D/after_cue.py table plain=$D/plain after=$D/after
     python $D/after_cue.py starts plain=$D/plain after=$D/after
 
+`--language lead` (`LeadLanguage`) is the after-cue captions with half of the clauses in front
+led by a noise word, so that the background's colour no longer always opens the caption
+(docs/results/2026-12-07-after-cue-lead.md; predictions 73-78 committed first).
+
 `W_*` are copies of the shipped world, trained in place. On a world that has had only its
 text-to-image and layout phases, `train --steps 1500` is that world's language phase itself
 (docs/results/2026-12-07-after-cue-from-start.md).
@@ -33,6 +37,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +58,7 @@ from phrasing_tables import (  # noqa: E402  (bidirectional/phrasing_tables.py)
     object_colour_first,
 )
 
-from ptibench.world import language, quality  # noqa: E402
+from ptibench.world import language, quality, role_language  # noqa: E402
 from ptibench.world.language import CaptionLanguage  # noqa: E402
 from ptibench.world.render import Attributes, sample_attributes  # noqa: E402
 
@@ -78,9 +83,13 @@ BANNED = tuple(
 SKELETONS = tuple(skeleton(template) for template in KNOWN_WORD_PHRASINGS)
 
 
-def draw_after_cue(attrs: Attributes, rng: np.random.Generator) -> str:
+def draw_after_cue(
+    attrs: Attributes, rng: np.random.Generator, lead: Callable[[], str] | None = None
+) -> str:
     """The object phrase, a position phrase at the language's rate, and an after-cue clause,
-    the clause first or last at even odds, joined as the language joins clauses."""
+    the clause first or last at even odds, joined as the language joins clauses. With `lead`, a
+    clause in front gets the word `lead` returns before its colour at even odds (the only extra
+    draws, so the captions without it are unchanged)."""
     keep_size = rng.random() < language.KEEP["size"]
     keep_colour = rng.random() < language.KEEP["colour"]
     text = language._object_phrase(attrs, keep_size, keep_colour, rng)
@@ -90,7 +99,11 @@ def draw_after_cue(attrs: Attributes, rng: np.random.Generator) -> str:
     clause = AFTER_CUE_CLAUSES[rng.integers(len(AFTER_CUE_CLAUSES))]
     clause = clause.format(background=attrs.background)
     join = language.CLAUSE_JOINS[rng.integers(len(language.CLAUSE_JOINS))]
-    return clause + join + text if rng.random() < 0.5 else text + join + clause
+    if rng.random() >= 0.5:
+        return text + join + clause
+    if lead is not None and rng.random() < 0.5:
+        clause = f"{lead()} {clause}"
+    return clause + join + text
 
 
 def allowed(text: str) -> bool:
@@ -106,12 +119,28 @@ class AfterCueLanguage(CaptionLanguage):
     def __call__(self, attrs: Attributes, rng: np.random.Generator) -> str:
         while True:
             after = rng.random() < self.share
-            text = draw_after_cue(attrs, rng) if after else language.draw_caption(attrs, rng)
+            text = self.draw(attrs, rng) if after else language.draw_caption(attrs, rng)
             if len(self.tokenizer.tokenize(text)) <= self.max_tokens and allowed(text):
                 return text
 
+    def draw(self, attrs: Attributes, rng: np.random.Generator) -> str:
+        return draw_after_cue(attrs, rng)
 
-LANGUAGES = {"after": AfterCueLanguage, "plain": CaptionLanguage}
+
+class LeadLanguage(AfterCueLanguage):
+    """The after-cue captions, with half of the clauses in front led by a noise word (a
+    vocabulary word no caption, held-out phrasing or known-word phrasing uses): the background's
+    colour no longer always opens the caption, so its role must come from the words after it."""
+
+    def __init__(self, tokenizer, max_tokens: int | None = None):
+        super().__init__(tokenizer, max_tokens)
+        self.pool = role_language.noise_pool(tokenizer, BANNED + SKELETONS)
+
+    def draw(self, attrs: Attributes, rng: np.random.Generator) -> str:
+        return draw_after_cue(attrs, rng, lead=lambda: self.pool[int(rng.integers(len(self.pool)))])
+
+
+LANGUAGES = {"after": AfterCueLanguage, "lead": LeadLanguage, "plain": CaptionLanguage}
 
 
 def check(count: int = 20000) -> None:
@@ -215,7 +244,7 @@ def main() -> None:
         args.seed,
         args.steps,
         language=args.language,
-        share=SHARE if args.language == "after" else 0.0,
+        share=0.0 if args.language == "plain" else SHARE,
     )
     print(json.dumps(report, indent=2))
 
