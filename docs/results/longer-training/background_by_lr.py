@@ -47,7 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", choices=("background", "all"), default="background")
     parser.add_argument("--total", action="store_true", help="add the pool over every lr")
-    parser.add_argument("runs", nargs="+", help="NAME=OUT_DIR")
+    parser.add_argument("runs", nargs="+", help="NAME=OUT")
     args = parser.parse_args()
     concept = json.loads((CONCEPT / "concept.json").read_text())
     counted = [
