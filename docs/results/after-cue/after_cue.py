@@ -27,6 +27,9 @@ the same extra training without the cue). Predictions 57-60 were committed befor
 led by a noise word, so that the background's colour no longer always opens the caption
 (docs/results/2026-12-07-after-cue-lead.md; predictions 73-78 committed first).
 
+`--share` sets the share of after-cue captions (0.3 unless told;
+docs/results/2026-12-07-after-cue-lead-grid.md trains the lead captions at 0.6).
+
 `W_*` are copies of the shipped world, trained in place. On a world that has had only its
 text-to-image and layout phases, `train --steps 1500` is that world's language phase itself
 (docs/results/2026-12-07-after-cue-from-start.md).
@@ -221,6 +224,9 @@ def starts(worlds: list[str]) -> None:
 def main() -> None:
     parser, sub, tr = command_parsers(__doc__.splitlines()[0])
     tr.add_argument("--language", choices=sorted(LANGUAGES), required=True)
+    tr.add_argument(
+        "--share", type=float, default=SHARE, help="share of after-cue captions (after, lead)"
+    )
     measure_parser(sub, sets=",".join(SETS))
     sub.add_parser("check")
     sub.add_parser("table").add_argument("worlds", nargs="+", help="NAME=DIR (first: the base)")
@@ -237,14 +243,19 @@ def main() -> None:
         sets = args.sets.split(",")
         noise_words.measure_all(str(args.world), args.out, 64, sets, SETS)
         return
+    if not 0.0 < args.share <= 1.0:
+        parser.error(f"--share must lie in (0, 1], got {args.share}")
+    language_class = LANGUAGES[args.language]
+    if args.language != "plain":
+        language_class = type(language_class.__name__, (language_class,), {"share": args.share})
     report = train_phase(
         args.world,
-        LANGUAGES[args.language],
+        language_class,
         f"after_cue_{args.language}",
         args.seed,
         args.steps,
         language=args.language,
-        share=0.0 if args.language == "plain" else SHARE,
+        share=0.0 if args.language == "plain" else args.share,
     )
     print(json.dumps(report, indent=2))
 
