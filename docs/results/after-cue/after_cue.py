@@ -247,7 +247,7 @@ def main() -> None:
         parser.error(f"--share must lie in (0, 1], got {args.share}")
     language_class = LANGUAGES[args.language]
     if args.language != "plain":
-        language_class = type(language_class.__name__, (language_class,), {"share": args.share})
+        language_class.share = args.share  # as object_slot.train_with_share sets it
     report = train_phase(
         args.world,
         language_class,
