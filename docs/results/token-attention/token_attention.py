@@ -14,9 +14,11 @@ with the oracle's reading of whether the sample keeps the concept.
     python docs/results/token-attention/token_attention.py measure --world W --out OUT_W --into DIR
     python docs/results/token-attention/token_attention.py table NAME=DIR [NAME=DIR ...]
     python docs/results/token-attention/token_attention.py kept NAME=DIR [NAME=DIR ...]
+    python docs/results/token-attention/token_attention.py slots NAME=DIR [NAME=DIR ...]
 
 `table` pairs each world's cases with the first world's by (lr, grid seed); `kept` compares the
-token's share in the background-edit samples that keep the concept with those that lose it.
+token's share in the background-edit samples that keep the concept with those that lose it;
+`slots` gives each world's mean share of every slot of the background edits.
 """
 
 from __future__ import annotations
@@ -180,24 +182,52 @@ def table(runs: list[tuple[str, Path]]) -> str:
 
 
 def kept_table(runs: list[tuple[str, Path]]) -> str:
+    """Token's share in kept against lost background-edit samples: pooled over the world's
+    cases (Mann-Whitney), and within each (case, edit) that has both, as a mean difference with
+    its 95% t interval (the lr and the edit held fixed)."""
     lines = [
         "| world | background-edit samples keeping the concept | token's share, kept "
-        "| token's share, lost | Mann-Whitney p |",
-        "|---|---|---|---|---|",
+        "| token's share, lost | Mann-Whitney p | kept minus lost within a case and edit |",
+        "|---|---|---|---|---|---|",
     ]
     for name, path in runs:
-        shares, kept = [], []
+        shares, kept, within = [], [], []
         for case in load(path).values():
             for prompt in case["prompts"][1:]:
-                shares += token_share(prompt).tolist()
-                kept += prompt["kept"]
+                share, hits = token_share(prompt), np.asarray(prompt["kept"], dtype=bool)
+                shares += share.tolist()
+                kept += hits.tolist()
+                if hits.any() and not hits.all():
+                    within.append(share[hits].mean() - share[~hits].mean())
         shares_arr, kept_arr = np.asarray(shares), np.asarray(kept, dtype=bool)
         hit, miss = shares_arr[kept_arr], shares_arr[~kept_arr]
         p = stats.mannwhitneyu(hit, miss).pvalue if len(hit) and len(miss) else float("nan")
+        diff = np.asarray(within)
+        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
         lines.append(
             f"| {name} | {kept_arr.sum()}/{len(kept_arr)} | {np.mean(hit):.4f} "
-            f"| {np.mean(miss):.4f} | {p:.2g} |"
+            f"| {np.mean(miss):.4f} | {p:.2g} | {diff.mean():+.4f} [{diff.mean() - half:+.4f}, "
+            f"{diff.mean() + half:+.4f}] over {len(diff)} |"
         )
+    return "\n".join(lines)
+
+
+SLOTS = ("start", "a", "token", "on", "a", "colour", "background")
+"""The first seven slots of every background edit ("a {} on a <colour> background ...")."""
+
+
+def slots_table(runs: list[tuple[str, Path]]) -> str:
+    """Per world, the mean share of each of the background edits' first seven slots and of the
+    rest (the end token and padding, and "at the <position>" in two edits)."""
+    lines = [
+        "| world | " + " | ".join(f"{i}: {w}" for i, w in enumerate(SLOTS)) + " | 7-15: rest |",
+        "|---|" + "---|" * (len(SLOTS) + 1),
+    ]
+    for name, path in runs:
+        rows = [np.asarray(p["attention"]) for c in load(path).values() for p in c["prompts"][1:]]
+        mean = np.concatenate(rows).mean(axis=0)
+        cells = [f"{v:.3f}" for v in mean[: len(SLOTS)]] + [f"{mean[len(SLOTS) :].sum():.3f}"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -213,7 +243,7 @@ def main() -> None:
     me.add_argument("--out", type=Path, required=True, help="the grid's --ptibench-out folder")
     me.add_argument("--into", type=Path, required=True)
     me.add_argument("--threads", type=int, default=1)
-    for command in ("table", "kept"):
+    for command in ("table", "kept", "slots"):
         sub.add_parser(command).add_argument("runs", nargs="+", help="NAME=DIR")
     args = parser.parse_args()
     if args.command == "measure":
@@ -223,8 +253,10 @@ def main() -> None:
         measure(args.world, args.out, args.into)
     elif args.command == "table":
         print(table(named(args.runs)))
-    else:
+    elif args.command == "kept":
         print(kept_table(named(args.runs)))
+    else:
+        print(slots_table(named(args.runs)))
 
 
 if __name__ == "__main__":
