@@ -15,10 +15,14 @@ with the oracle's reading of whether the sample keeps the concept.
     python docs/results/token-attention/token_attention.py table NAME=DIR [NAME=DIR ...]
     python docs/results/token-attention/token_attention.py kept NAME=DIR [NAME=DIR ...]
     python docs/results/token-attention/token_attention.py slots NAME=DIR [NAME=DIR ...]
+    python docs/results/token-attention/token_attention.py carry --world W --out OUT_W --into DIR
+    python docs/results/token-attention/token_attention.py carry-table NAME=DIR [NAME=DIR ...]
 
 `table` pairs each world's cases with the first world's by (lr, grid seed); `kept` compares the
 token's share in the background-edit samples that keep the concept with those that lose it;
-`slots` gives each world's mean share of every slot of the background edits.
+`slots` gives each world's mean share of every slot of the background edits. `carry` (no
+sampling) measures how much of the learnt vector the causal text encoder carries into the states
+after the token in the background edits, against the initializer word in its place.
 """
 
 from __future__ import annotations
@@ -212,6 +216,65 @@ def kept_table(runs: list[tuple[str, Path]]) -> str:
     return "\n".join(lines)
 
 
+def carry(world: Path, out_dir: Path, into: Path) -> None:
+    """Per case and background edit, how far each slot's encoder state moves when the learnt
+    vector replaces the initializer word's embedding, relative to the slot's state with the word:
+    the token's slot moves by what the vector is; the slots after it by what the causal encoder
+    carries of it forward."""
+    bundle = load_bundle(str(world))
+    concept = load_concept(CONCEPT)
+    texts = [concept.with_placeholder(t) for t, _ in prompts(concept)[1:]]
+    word = bundle.word_embedding(concept.initializer)
+    with torch.no_grad():
+        with_word = bundle.encode(texts, concept.placeholder, word)
+        cases = []
+        for folder in sorted((out_dir / "artifacts").iterdir()):
+            match = CASE.search(folder.name)
+            if not match:
+                continue
+            vector = load_embedding(folder / "learned_embeds.safetensors")
+            moved = bundle.encode(texts, concept.placeholder, vector) - with_word
+            relative = moved.norm(dim=-1) / with_word.norm(dim=-1)
+            cases.append(
+                {
+                    "lr": float(match.group(1)),
+                    "seed": int(match.group(2)),
+                    "relative": relative.double().numpy().round(6).tolist(),
+                }
+            )
+    into.mkdir(parents=True, exist_ok=True)
+    with gzip.open(into / "carry.json.gz", "wt") as f:
+        json.dump({"world": str(world), "grid": str(out_dir), "cases": cases}, f)
+
+
+def carried(case: dict) -> float:
+    """Mean relative move of the slots after the token (3-15) over the token slot's own, over
+    the background edits."""
+    relative = np.asarray(case["relative"])
+    return float((relative[:, 3:].mean(axis=1) / relative[:, 2]).mean())
+
+
+def carry_table(runs: list[tuple[str, Path]]) -> str:
+    data = {}
+    for name, path in runs:
+        with gzip.open(path / "carry.json.gz", "rt") as f:
+            data[name] = {(c["lr"], c["seed"]): c for c in json.load(f)["cases"]}
+    base_name = runs[0][0]
+    keys = sorted(data[base_name])
+    base = [carried(data[base_name][k]) for k in keys]
+    lines = [
+        "| world | token slot's relative move | slots after it, over the token slot's "
+        f"| against {base_name} |",
+        "|---|---|---|---|",
+    ]
+    for name, _ in runs:
+        own = [carried(data[name][k]) for k in keys]
+        token = np.mean([np.asarray(data[name][k]["relative"])[:, 2].mean() for k in keys])
+        cell = "" if name == base_name else paired(base, own)
+        lines.append(f"| {name} | {token:.3f} | {np.mean(own):.3f} | {cell} |")
+    return "\n".join(lines)
+
+
 SLOTS = ("start", "a", "token", "on", "a", "colour", "background")
 """The first seven slots of every background edit ("a {} on a <colour> background ...")."""
 
@@ -243,16 +306,25 @@ def main() -> None:
     me.add_argument("--out", type=Path, required=True, help="the grid's --ptibench-out folder")
     me.add_argument("--into", type=Path, required=True)
     me.add_argument("--threads", type=int, default=1)
-    for command in ("table", "kept", "slots"):
+    ca = sub.add_parser("carry")
+    ca.add_argument("--world", type=Path, required=True)
+    ca.add_argument("--out", type=Path, required=True, help="the grid's --ptibench-out folder")
+    ca.add_argument("--into", type=Path, required=True)
+    for command in ("table", "kept", "slots", "carry-table"):
         sub.add_parser(command).add_argument("runs", nargs="+", help="NAME=DIR")
     args = parser.parse_args()
-    if args.command == "measure":
+    if args.command in ("measure", "carry"):
         if not (args.out / "artifacts").is_dir():
             parser.error(f"{args.out} holds no artifacts/ folder of a grid run")
+        if args.command == "carry":
+            carry(args.world, args.out, args.into)
+            return
         torch.set_num_threads(args.threads)
         measure(args.world, args.out, args.into)
     elif args.command == "table":
         print(table(named(args.runs)))
+    elif args.command == "carry-table":
+        print(carry_table(named(args.runs)))
     elif args.command == "kept":
         print(kept_table(named(args.runs)))
     else:
