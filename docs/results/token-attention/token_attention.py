@@ -78,6 +78,15 @@ class AttentionRecorder:
         return out / attn.rescale_output_factor
 
 
+def learnt_vectors(out_dir: Path):
+    """(lr, grid seed, learnt vector) for every stage-1 case a grid run saved."""
+    for folder in sorted((out_dir / "artifacts").iterdir()):
+        match = CASE.search(folder.name)
+        if match:
+            vector = load_embedding(folder / "learned_embeds.safetensors")
+            yield float(match.group(1)), int(match.group(2)), vector
+
+
 def prompts(concept) -> list[tuple[str, dict]]:
     """The reconstruction prompt, then the edits that name a background."""
     rows = [(concept.reconstruction_prompt, {})]
@@ -105,13 +114,9 @@ def measure(world: Path, out_dir: Path, into: Path) -> None:
     appearance = {k: v for k, v in concept.appearance.items() if k in ("shape", "colour")}
     started = time.perf_counter()
     cases = []
-    for folder in sorted((out_dir / "artifacts").iterdir()):
-        match = CASE.search(folder.name)
-        if not match:
-            continue
-        vector = load_embedding(folder / "learned_embeds.safetensors")
+    for lr, seed, vector in learnt_vectors(out_dir):
         embeds = bundle.encode(texts, concept.placeholder, vector)
-        case = {"lr": float(match.group(1)), "seed": int(match.group(2)), "prompts": []}
+        case = {"lr": lr, "seed": seed, "prompts": []}
         for i, (template, expect) in enumerate(rows):
             recorder.reset()
             with torch.no_grad():
@@ -228,19 +233,11 @@ def carry(world: Path, out_dir: Path, into: Path) -> None:
     with torch.no_grad():
         with_word = bundle.encode(texts, concept.placeholder, word)
         cases = []
-        for folder in sorted((out_dir / "artifacts").iterdir()):
-            match = CASE.search(folder.name)
-            if not match:
-                continue
-            vector = load_embedding(folder / "learned_embeds.safetensors")
+        for lr, seed, vector in learnt_vectors(out_dir):
             moved = bundle.encode(texts, concept.placeholder, vector) - with_word
             relative = moved.norm(dim=-1) / with_word.norm(dim=-1)
             cases.append(
-                {
-                    "lr": float(match.group(1)),
-                    "seed": int(match.group(2)),
-                    "relative": relative.double().numpy().round(6).tolist(),
-                }
+                {"lr": lr, "seed": seed, "relative": relative.double().numpy().round(6).tolist()}
             )
     into.mkdir(parents=True, exist_ok=True)
     with gzip.open(into / "carry.json.gz", "wt") as f:
