@@ -1,0 +1,87 @@
+"""One difference per language-phase seed, then their mean with a 95% t interval over the seeds:
+how far a caption change's effect on a world holds when the language phase is drawn again.
+
+Two readings per world: the learnt concept kept in the grid's edits that name a background
+(`background_by_lr.py --total`, out of 560) and the mean background share of the 18 held-out
+phrasings that name the background's colour first (`after_cue.py table`). A row pairs each
+seed's world with the base world of the same seed:
+
+    python docs/results/after-cue-third-seed/seed_level.py \\
+        --row "lead 0.3 - plain" BASE_OUT:BASE_MEASURED=OUT:MEASURED ...   [--row ...]
+
+Each pair is `BASE_OUT:BASE_MEASURED=OUT:MEASURED` (a grid's `--ptibench-out` folder or kept
+results file, and an `after_cue.py measure` folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "longer-training"))
+sys.path.insert(0, str(HERE.parent / "after-cue"))
+sys.path.insert(0, str(HERE.parent / "bidirectional"))
+sys.path.insert(0, str(HERE.parent / "held-out-vocabulary"))
+
+from after_cue import SETS  # noqa: E402  (after-cue/after_cue.py)
+from background_by_lr import CONCEPT, kept_by_lr, pooled  # noqa: E402  (longer-training/)
+from known_words import KNOWN_WORD_PHRASINGS  # noqa: E402  (held-out-vocabulary/)
+from phrasing_tables import background_shares, object_colour_first  # noqa: E402
+
+
+def concept_kept(out: Path) -> int:
+    """Samples keeping the concept in the background edits, over every lr and grid seed."""
+    concept = json.loads((CONCEPT / "concept.json").read_text())
+    counted = ["background" in (e.get("expect") or {}) for e in concept["edit_prompts"]]
+    return pooled(kept_by_lr(out, counted))[0]
+
+
+def background_first(measured: Path) -> float:
+    """Mean background share of the held-out phrasings that name the background's colour first."""
+    shares = background_shares(measured, SETS)
+    keys = [k for k in shares if k not in KNOWN_WORD_PHRASINGS and not object_colour_first([k])[0]]
+    return float(np.mean([shares[k] for k in keys]))
+
+
+def over_seeds(values: list[float], digits: int) -> str:
+    diff = np.asarray(values)
+    low, high = stats.t.interval(0.95, len(diff) - 1, diff.mean(), stats.sem(diff))
+    seeds = ", ".join(f"{v:+.{digits}f}" for v in diff)
+    return f"{seeds} | {diff.mean():+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--row",
+        nargs="+",
+        action="append",
+        required=True,
+        metavar="LABEL PAIR",
+        help="a label, then BASE_OUT:BASE_MEASURED=OUT:MEASURED per language-phase seed",
+    )
+    args = parser.parse_args()
+    print(
+        "| change | concept kept, background edits (of 560), per seed | mean over seeds [95% t] "
+        "| 18 background-first held-out, per seed | mean over seeds [95% t] |"
+    )
+    print("|---|---|---|---|---|")
+    for label, *pairs in args.row:
+        if len(pairs) < 2:
+            parser.error(f"row {label!r}: an interval over seeds needs two seeds or more")
+        counts, phrasings = [], []
+        for pair in pairs:
+            base, world = (side.split(":", 1) for side in pair.split("=", 1))
+            counts.append(concept_kept(Path(world[0])) - concept_kept(Path(base[0])))
+            phrasings.append(background_first(Path(world[1])) - background_first(Path(base[1])))
+        print(f"| {label} | {over_seeds(counts, 0)} | {over_seeds(phrasings, 2)} |")
+
+
+if __name__ == "__main__":
+    main()
