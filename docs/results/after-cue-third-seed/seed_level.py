@@ -67,19 +67,28 @@ def main() -> None:
         help="a label, then BASE_OUT:BASE_MEASURED=OUT:MEASURED per language-phase seed",
     )
     args = parser.parse_args()
+    rows = []
+    for label, *pairs in args.row:
+        if len(pairs) < 2:
+            parser.error(f"row {label!r}: an interval over seeds needs two seeds or more")
+        seeds = []
+        for pair in pairs:
+            sides = [side.split(":", 1) for side in pair.split("=", 1)]
+            if len(sides) != 2 or any(len(side) != 2 for side in sides):
+                parser.error(f"row {label!r}: {pair!r} is not BASE_OUT:BASE_MEASURED=OUT:MEASURED")
+            for out, measured in sides:
+                if not Path(out).exists() or not Path(measured).is_dir():
+                    parser.error(f"row {label!r}: {out!r} or {measured!r} does not exist")
+            seeds.append([(Path(out), Path(measured)) for out, measured in sides])
+        rows.append((label, seeds))
     print(
         "| change | concept kept, background edits (of 560), per seed | mean over seeds [95% t] "
         "| 18 background-first held-out, per seed | mean over seeds [95% t] |"
     )
     print("|---|---|---|---|---|")
-    for label, *pairs in args.row:
-        if len(pairs) < 2:
-            parser.error(f"row {label!r}: an interval over seeds needs two seeds or more")
-        counts, phrasings = [], []
-        for pair in pairs:
-            base, world = (side.split(":", 1) for side in pair.split("=", 1))
-            counts.append(concept_kept(Path(world[0])) - concept_kept(Path(base[0])))
-            phrasings.append(background_first(Path(world[1])) - background_first(Path(base[1])))
+    for label, seeds in rows:
+        counts = [concept_kept(w[0]) - concept_kept(b[0]) for b, w in seeds]
+        phrasings = [background_first(w[1]) - background_first(b[1]) for b, w in seeds]
         print(f"| {label} | {over_seeds(counts, 0)} | {over_seeds(phrasings, 2)} |")
 
 
