@@ -158,9 +158,14 @@ def case_share(case: dict, background: bool) -> float:
 
 def paired(base: list[float], other: list[float]) -> str:
     diff = np.asarray(other) - np.asarray(base)
-    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
     p = stats.wilcoxon(diff).pvalue if np.any(diff) else 1.0
-    return f"{diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}], p = {p:.2g}"
+    return f"{mean_interval(diff)}, p = {p:.2g}"
+
+
+def mean_interval(diff: np.ndarray) -> str:
+    """The mean with its 95% t interval."""
+    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    return f"{diff.mean():+.4f} [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]"
 
 
 def table(runs: list[tuple[str, Path]]) -> str:
@@ -212,11 +217,9 @@ def kept_table(runs: list[tuple[str, Path]]) -> str:
         hit, miss = shares_arr[kept_arr], shares_arr[~kept_arr]
         p = stats.mannwhitneyu(hit, miss).pvalue if len(hit) and len(miss) else float("nan")
         diff = np.asarray(within)
-        half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
         lines.append(
             f"| {name} | {kept_arr.sum()}/{len(kept_arr)} | {np.mean(hit):.4f} "
-            f"| {np.mean(miss):.4f} | {p:.2g} | {diff.mean():+.4f} [{diff.mean() - half:+.4f}, "
-            f"{diff.mean() + half:+.4f}] over {len(diff)} |"
+            f"| {np.mean(miss):.4f} | {p:.2g} | {mean_interval(diff)} over {len(diff)} |"
         )
     return "\n".join(lines)
 
