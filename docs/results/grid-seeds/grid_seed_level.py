@@ -12,7 +12,10 @@ lrs, out of 280), and the tests run over those numbers:
 - over all worlds: one-way ANOVA (worlds as groups, grid seeds as replicates) and the share of
   the variance between worlds.
 
-    python docs/results/grid-seeds/grid_seed_level.py NAME=OUT [NAME=OUT ...]
+`--metric NAME` reads a case metric instead (`appearance`, `leakage`, ...): its mean over the
+seven lrs per grid seed, with the same tests but the chi-square.
+
+    python docs/results/grid-seeds/grid_seed_level.py [--metric NAME] NAME=OUT [NAME=OUT ...]
 
 OUT: a `--ptibench-out` folder (its `results.json`) or a kept results file (`.json.gz`).
 """
@@ -30,6 +33,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "longer-training"))
 
 from background_by_lr import CONCEPT, kept_by_lr  # noqa: E402  (longer-training/)
+from edit_prompts import inversion_cases  # noqa: E402  (roles-world/, on background_by_lr's path)
 
 
 def per_grid_seed(out: Path) -> dict[int, tuple[int, int]]:
@@ -45,13 +49,22 @@ def per_grid_seed(out: Path) -> dict[int, tuple[int, int]]:
     return {s: (k, n) for s, (k, n) in sorted(seeds.items())}
 
 
-def mean_interval(values: np.ndarray) -> str:
+def metric_by_grid_seed(out: Path, metric: str) -> dict[int, float]:
+    """grid seed -> the case metric's mean over the grid's lrs."""
+    values: dict[int, list[float]] = {}
+    for case in inversion_cases(out):
+        values.setdefault(case["spec"]["seed"], []).append(case["metrics"][metric])
+    return {s: float(np.mean(v)) for s, v in sorted(values.items())}
+
+
+def mean_interval(values: np.ndarray, digits: int) -> str:
     low, high = stats.t.interval(0.95, len(values) - 1, values.mean(), stats.sem(values))
-    return f"{values.mean():.0f} [{low:.0f}, {high:.0f}]"
+    return f"{values.mean():.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--metric", help="a case metric instead of the concept count")
     parser.add_argument("runs", nargs="+", help="NAME=OUT (first: the base)")
     args = parser.parse_args()
     if any("=" not in run for run in args.runs):
@@ -60,18 +73,33 @@ def main() -> None:
     missing = [folder for _, folder in named if not Path(folder).exists()]
     if missing:
         parser.error(f"no such results: {', '.join(missing)}")
-    runs = {name: per_grid_seed(Path(folder)) for name, folder in named}
-    counts = {name: np.array([k for k, _ in seeds.values()], float) for name, seeds in runs.items()}
+    if args.metric:
+        values = {name: metric_by_grid_seed(Path(folder), args.metric) for name, folder in named}
+        counts = {name: np.array(list(v.values())) for name, v in values.items()}
+        digits = 3
+    else:
+        runs = {name: per_grid_seed(Path(folder)) for name, folder in named}
+        counts = {name: np.array([k for k, _ in r.values()], float) for name, r in runs.items()}
+        digits = 0
     if any(len(c) < 2 for c in counts.values()):
         parser.error("every run needs at least two grid seeds")
 
-    print("| world | per grid seed (of 280) | mean [95% t] | grid seeds differ (chi-square p) |")
-    print("|---|---|---|---|")
-    for name, seeds in runs.items():
-        table = np.array([[k, n - k] for k, n in seeds.values()])
-        p = stats.chi2_contingency(table)[1]
-        cells = " ".join(str(k) for k, _ in seeds.values())
-        print(f"| {name} | {cells} | {mean_interval(counts[name])} | {p:.1g} |")
+    if args.metric:
+        print(f"| world | {args.metric} per grid seed (mean over lrs) | mean [95% t] |")
+        print("|---|---|---|")
+        for name, v in counts.items():
+            cells = " ".join(f"{x:.3f}" for x in v)
+            print(f"| {name} | {cells} | {mean_interval(v, digits)} |")
+    else:
+        print(
+            "| world | per grid seed (of 280) | mean [95% t] | grid seeds differ (chi-square p) |"
+        )
+        print("|---|---|---|---|")
+        for name, seeds in runs.items():
+            table = np.array([[k, n - k] for k, n in seeds.values()])
+            p = stats.chi2_contingency(table)[1]
+            cells = " ".join(str(k) for k, _ in seeds.values())
+            print(f"| {name} | {cells} | {mean_interval(counts[name], digits)} | {p:.1g} |")
 
     base = named[0][0]
     print("\n| world | against | difference in means [95% Welch t] | p |")
@@ -80,10 +108,9 @@ def main() -> None:
         a, b = counts[base], counts[name]
         test = stats.ttest_ind(b, a, equal_var=False)
         ci = test.confidence_interval(0.95)
-        print(
-            f"| {name} | {base} | {b.mean() - a.mean():+.0f} [{ci.low:+.0f}, {ci.high:+.0f}] "
-            f"| {test.pvalue:.2g} |"
-        )
+        d = digits
+        change = f"{b.mean() - a.mean():+.{d}f} [{ci.low:+.{d}f}, {ci.high:+.{d}f}]"
+        print(f"| {name} | {base} | {change} | {test.pvalue:.2g} |")
 
     if len(counts) > 2:
         groups = list(counts.values())
