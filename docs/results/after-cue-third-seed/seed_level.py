@@ -16,7 +16,6 @@ results file, and an `after_cue.py measure` folder).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -30,16 +29,14 @@ sys.path.insert(0, str(HERE.parent / "bidirectional"))
 sys.path.insert(0, str(HERE.parent / "held-out-vocabulary"))
 
 from after_cue import SETS  # noqa: E402  (after-cue/after_cue.py)
-from background_by_lr import CONCEPT, kept_by_lr, pooled  # noqa: E402  (longer-training/)
+from background_by_lr import counted_edits, kept_by_lr, pooled  # noqa: E402  (longer-training/)
 from known_words import KNOWN_WORD_PHRASINGS  # noqa: E402  (held-out-vocabulary/)
 from phrasing_tables import background_shares, object_colour_first  # noqa: E402
 
 
 def concept_kept(out: Path) -> int:
     """Samples keeping the concept in the background edits, over every lr and grid seed."""
-    concept = json.loads((CONCEPT / "concept.json").read_text())
-    counted = ["background" in (e.get("expect") or {}) for e in concept["edit_prompts"]]
-    return pooled(kept_by_lr(out, counted))[0]
+    return pooled(kept_by_lr(out, counted_edits()))[0]
 
 
 def background_first(measured: Path) -> float:

@@ -23,7 +23,6 @@ OUT: a `--ptibench-out` folder (its `results.json`) or a kept results file (`.js
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -32,16 +31,14 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "longer-training"))
 
-from background_by_lr import CONCEPT, kept_by_lr  # noqa: E402  (longer-training/)
+from background_by_lr import counted_edits, kept_by_lr  # noqa: E402  (longer-training/)
 from edit_prompts import inversion_cases  # noqa: E402  (roles-world/, on background_by_lr's path)
 
 
 def per_grid_seed(out: Path) -> dict[int, tuple[int, int]]:
     """grid seed -> (samples keeping the concept, samples) over every lr, background edits."""
-    concept = json.loads((CONCEPT / "concept.json").read_text())
-    counted = ["background" in (e.get("expect") or {}) for e in concept["edit_prompts"]]
     seeds: dict[int, list[int]] = {}
-    for by_seed in kept_by_lr(out, counted).values():
+    for by_seed in kept_by_lr(out, counted_edits()).values():
         for seed, (kept, total) in by_seed.items():
             cell = seeds.setdefault(seed, [0, 0])
             cell[0] += kept

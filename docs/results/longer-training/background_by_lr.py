@@ -43,17 +43,22 @@ def kept_by_lr(out_dir: Path, counted: list[bool]) -> dict[float, dict[int, tupl
     return table
 
 
+def counted_edits(edits: str = "background") -> list[bool]:
+    """Per edit prompt of the concept, whether it is counted: every edit, or those that name a
+    background."""
+    concept = json.loads((CONCEPT / "concept.json").read_text())
+    return [
+        edits == "all" or "background" in (e.get("expect") or {}) for e in concept["edit_prompts"]
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--edits", choices=("background", "all"), default="background")
     parser.add_argument("--total", action="store_true", help="add the pool over every lr")
     parser.add_argument("runs", nargs="+", help="NAME=OUT")
     args = parser.parse_args()
-    concept = json.loads((CONCEPT / "concept.json").read_text())
-    counted = [
-        args.edits == "all" or "background" in (e.get("expect") or {})
-        for e in concept["edit_prompts"]
-    ]
+    counted = counted_edits(args.edits)
     runs = {n: kept_by_lr(Path(f), counted) for n, f in (r.split("=", 1) for r in args.runs)}
     first = next(iter(runs.values()))
     print("| lr | " + " | ".join(f"{name}: per seed / pooled" for name in runs) + " |")
