@@ -1,0 +1,89 @@
+"""One caption change read across language-phase seeds: is its effect on the learnt concept the
+same whichever seed trained the language phase?
+
+A world is trained once per language-phase seed, so a caption change's effect on one seed is one
+draw of it. Each seed gives the difference between the changed world's mean and the recipe's own
+phase's mean over grid seeds (with Welch's interval, as `grid_seed_level.py` reports it); across
+seeds, the differences' mean with a one-sample 95% t interval and p (df = seeds - 1), and the
+share of seeds on each side of zero. With three seeds that test is weak: an effect that flips sign
+between seeds is the finding it can make.
+
+    python docs/results/four-grid-seeds/language_seed_level.py [--metric NAME] \
+        SEED=BASE_OUT,CHANGED_OUT [SEED=BASE_OUT,CHANGED_OUT ...]
+
+OUT: a `--ptibench-out` folder (its `results.json`) or a kept results file (`.json.gz`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "grid-seeds"))
+
+from grid_seed_level import metric_by_grid_seed, per_grid_seed  # noqa: E402  (grid-seeds/)
+
+
+def grid_seed_values(out: Path, metric: str | None) -> np.ndarray:
+    """One number per grid seed: the concept count (of 280) or the metric's mean over lrs."""
+    if metric:
+        return np.array(list(metric_by_grid_seed(out, metric).values()))
+    return np.array([kept for kept, _ in per_grid_seed(out).values()], float)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--metric", help="a case metric instead of the concept count")
+    parser.add_argument("seeds", nargs="+", help="SEED=BASE_OUT,CHANGED_OUT")
+    args = parser.parse_args()
+    pairs = []
+    for item in args.seeds:
+        seed, _, folders = item.partition("=")
+        base, _, changed = folders.partition(",")
+        if not (seed and base and changed):
+            parser.error(f"{item!r} is not SEED=BASE_OUT,CHANGED_OUT")
+        missing = [f for f in (base, changed) if not Path(f).exists()]
+        if missing:
+            parser.error(f"no such results: {', '.join(missing)}")
+        pairs.append((seed, Path(base), Path(changed)))
+    if len(pairs) < 2:
+        parser.error("at least two language-phase seeds")
+
+    digits = 3 if args.metric else 0
+    what = args.metric or "concept count (of 280)"
+    print(
+        f"| language-phase seed | grid seeds | {what}: base, changed "
+        "| changed - base [95% Welch t] | p |"
+    )
+    print("|---|---|---|---|---|")
+    differences = []
+    for seed, base, changed in pairs:
+        a, b = grid_seed_values(base, args.metric), grid_seed_values(changed, args.metric)
+        test = stats.ttest_ind(b, a, equal_var=False)
+        ci = test.confidence_interval(0.95)
+        difference = b.mean() - a.mean()
+        differences.append(difference)
+        d = digits
+        print(
+            f"| {seed} | {len(a)}, {len(b)} | {a.mean():.{d}f}, {b.mean():.{d}f} | "
+            f"{difference:+.{d}f} [{ci.low:+.{d}f}, {ci.high:+.{d}f}] | {test.pvalue:.2g} |"
+        )
+
+    values = np.array(differences)
+    test = stats.ttest_1samp(values, 0.0)
+    ci = test.confidence_interval(0.95)
+    d = digits
+    above = int((values > 0).sum())
+    print(
+        f"\nAcross {len(values)} language-phase seeds: mean difference {values.mean():+.{d}f} "
+        f"[{ci.low:+.{d}f}, {ci.high:+.{d}f}] (one-sample t, df = {len(values) - 1}), "
+        f"p = {test.pvalue:.2g}; {above} of {len(values)} seeds above zero."
+    )
+
+
+if __name__ == "__main__":
+    main()
