@@ -4,9 +4,16 @@ same whichever seed trained the language phase?
 A world is trained once per language-phase seed, so a caption change's effect on one seed is one
 draw of it. Each seed gives the difference between the changed world's mean and the recipe's own
 phase's mean over grid seeds (with Welch's interval, as `grid_seed_level.py` reports it); across
-seeds, the differences' mean with a one-sample 95% t interval and p (df = seeds - 1), and the
-share of seeds on each side of zero. With three seeds that test is weak: an effect that flips sign
-between seeds is the finding it can make.
+seeds, two readings of the differences:
+
+- their mean with a one-sample 95% t interval and p (df = seeds - 1): the seeds as draws, each
+  difference taken as exact. With two or three seeds it is weak, and two close differences make
+  it look strong however uncertain each is;
+- their inverse-variance mean (each seed weighted by its Welch standard error) with a normal 95%
+  interval and p, and Cochran's Q for whether the seeds differ beyond their own uncertainty: the
+  seeds as given, each difference's uncertainty kept. It summarises the seeds only where Q finds
+  them alike; with four grid seeds a side each standard error is itself rough, so a p near 0.05 is
+  borderline.
 
     python docs/results/four-grid-seeds/language_seed_level.py [--metric NAME] \
         SEED=BASE_OUT,CHANGED_OUT [SEED=BASE_OUT,CHANGED_OUT ...]
@@ -35,6 +42,11 @@ def grid_seed_values(out: Path, metric: str | None) -> np.ndarray:
     return np.array([kept for kept, _ in per_grid_seed(out).values()], float)
 
 
+def p_text(p: float) -> str:
+    """p to two digits; below 1e-10 the normal tail says nothing more worth printing."""
+    return "< 1e-10" if p < 1e-10 else f"= {p:.2g}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metric", help="a case metric instead of the concept count")
@@ -60,13 +72,14 @@ def main() -> None:
         "| changed - base [95% Welch t] | p |"
     )
     print("|---|---|---|---|---|")
-    differences = []
+    differences, errors = [], []
     for seed, base, changed in pairs:
         a, b = grid_seed_values(base, args.metric), grid_seed_values(changed, args.metric)
         test = stats.ttest_ind(b, a, equal_var=False)
         ci = test.confidence_interval(0.95)
         difference = b.mean() - a.mean()
         differences.append(difference)
+        errors.append(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
         d = digits
         print(
             f"| {seed} | {len(a)}, {len(b)} | {a.mean():.{d}f}, {b.mean():.{d}f} | "
@@ -82,6 +95,18 @@ def main() -> None:
         f"\nAcross {len(values)} language-phase seeds: mean difference {values.mean():+.{d}f} "
         f"[{ci.low:+.{d}f}, {ci.high:+.{d}f}] (one-sample t, df = {len(values) - 1}), "
         f"p = {test.pvalue:.2g}; {above} of {len(values)} seeds above zero."
+    )
+    weights = 1.0 / np.array(errors) ** 2
+    pooled = float((weights * values).sum() / weights.sum())
+    error = float(1.0 / np.sqrt(weights.sum()))
+    z = stats.norm.ppf(0.975)
+    p_pooled = 2 * stats.norm.sf(abs(pooled) / error)
+    q = float((weights * (values - pooled) ** 2).sum())
+    p_q = stats.chi2.sf(q, len(values) - 1)
+    print(
+        f"Inverse-variance mean {pooled:+.{d}f} [{pooled - z * error:+.{d}f}, "
+        f"{pooled + z * error:+.{d}f}] (normal), p {p_text(p_pooled)}; seeds differ beyond their "
+        f"uncertainty: Cochran's Q = {q:.2f}, df = {len(values) - 1}, p {p_text(p_q)}."
     )
 
 
