@@ -47,6 +47,34 @@ def p_text(p: float) -> str:
     return "< 1e-10" if p < 1e-10 else f"= {p:.2g}"
 
 
+def across_seeds(values: np.ndarray, errors: np.ndarray, d: int) -> str:
+    """The per-seed differences read as draws (t) and as given (inverse variance, Cochran's Q)."""
+    test = stats.ttest_1samp(values, 0.0)
+    ci = test.confidence_interval(0.95)
+    above = int((values > 0).sum())
+    lines = [
+        f"Across {len(values)} language-phase seeds: mean difference {values.mean():+.{d}f} "
+        f"[{ci.low:+.{d}f}, {ci.high:+.{d}f}] (one-sample t, df = {len(values) - 1}), "
+        f"p = {test.pvalue:.2g}; {above} of {len(values)} seeds above zero."
+    ]
+    if (errors == 0).any():
+        lines.append("No inverse-variance reading: a seed's grid seeds agree exactly.")
+        return "\n".join(lines)
+    weights = 1.0 / errors**2
+    pooled = float((weights * values).sum() / weights.sum())
+    error = float(1.0 / np.sqrt(weights.sum()))
+    z = stats.norm.ppf(0.975)
+    p_pooled = 2 * stats.norm.sf(abs(pooled) / error)
+    q = float((weights * (values - pooled) ** 2).sum())
+    p_q = stats.chi2.sf(q, len(values) - 1)
+    lines.append(
+        f"Inverse-variance mean {pooled:+.{d}f} [{pooled - z * error:+.{d}f}, "
+        f"{pooled + z * error:+.{d}f}] (normal), p {p_text(p_pooled)}; seeds differ beyond their "
+        f"uncertainty: Cochran's Q = {q:.2f}, df = {len(values) - 1}, p {p_text(p_q)}."
+    )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--metric", help="a case metric instead of the concept count")
@@ -86,28 +114,8 @@ def main() -> None:
             f"{difference:+.{d}f} [{ci.low:+.{d}f}, {ci.high:+.{d}f}] | {test.pvalue:.2g} |"
         )
 
-    values = np.array(differences)
-    test = stats.ttest_1samp(values, 0.0)
-    ci = test.confidence_interval(0.95)
-    d = digits
-    above = int((values > 0).sum())
-    print(
-        f"\nAcross {len(values)} language-phase seeds: mean difference {values.mean():+.{d}f} "
-        f"[{ci.low:+.{d}f}, {ci.high:+.{d}f}] (one-sample t, df = {len(values) - 1}), "
-        f"p = {test.pvalue:.2g}; {above} of {len(values)} seeds above zero."
-    )
-    weights = 1.0 / np.array(errors) ** 2
-    pooled = float((weights * values).sum() / weights.sum())
-    error = float(1.0 / np.sqrt(weights.sum()))
-    z = stats.norm.ppf(0.975)
-    p_pooled = 2 * stats.norm.sf(abs(pooled) / error)
-    q = float((weights * (values - pooled) ** 2).sum())
-    p_q = stats.chi2.sf(q, len(values) - 1)
-    print(
-        f"Inverse-variance mean {pooled:+.{d}f} [{pooled - z * error:+.{d}f}, "
-        f"{pooled + z * error:+.{d}f}] (normal), p {p_text(p_pooled)}; seeds differ beyond their "
-        f"uncertainty: Cochran's Q = {q:.2f}, df = {len(values) - 1}, p {p_text(p_q)}."
-    )
+    print()
+    print(across_seeds(np.array(differences), np.array(errors), digits))
 
 
 if __name__ == "__main__":
